@@ -11,7 +11,7 @@ export JITRL_ROM_DIR
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test test-fast bench bazel-test notebooks lint clean
+.PHONY: venv demo test test-fast bench bazel-test notebooks lint format clean
 
 venv: $(STAMP)
 
@@ -34,8 +34,17 @@ bench: $(STAMP)
 	$(VPY) -m pip install -q -e '.[bench]'
 	$(VPY) -m benchmarks.run --out BENCHMARKS.md
 
+# Fast kernel tests under Bazel, offline (heavy tests are tagged manual: see
+# the header of BUILD).
 bazel-test: $(STAMP)
 	bash tools/bazel/run_bazel_test.sh
+
+# Formats the code in place (tests/lint_test.py checks it) and regenerates
+# BUILD from the imports (tests/build_test.py checks it).
+FORMAT_DIRS := jitrl_jax tests experiments benchmarks tools
+format: $(STAMP)
+	$(VPY) -m pyink $(wildcard $(FORMAT_DIRS))
+	$(VPY) tools/bazel/gen_build.py
 
 notebooks: $(STAMP)
 	$(VPY) -m pytest -q tests/notebooks_test.py
