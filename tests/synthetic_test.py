@@ -15,15 +15,18 @@ class BanditTest(parameterized.TestCase):
   def test_prototype_layout_by_hand(self):
     # N=3, P=4, one shared token (0); U = 3 own tokens per cluster:
     # cluster 0 -> 1, 2, 3; cluster 1 -> 4, 5, 6; cluster 2 -> 7, 8, 9.
-    env = synthetic.contextual_bandit(num_clusters=3, proto_size=4,
-                                      num_shared=1, num_traps=0)
+    env = synthetic.contextual_bandit(
+        num_clusters=3, proto_size=4, num_shared=1, num_traps=0
+    )
     params = env.init_params(jax.random.key(0))
     np.testing.assert_array_equal(
-        params.prototypes, [[0, 1, 2, 3], [0, 4, 5, 6], [0, 7, 8, 9]])
+        params.prototypes, [[0, 1, 2, 3], [0, 4, 5, 6], [0, 7, 8, 9]]
+    )
 
   def test_noise_free_context_is_the_prototype(self):
-    env = synthetic.contextual_bandit(num_clusters=3, proto_size=4,
-                                      num_shared=1, token_noise=0.0)
+    env = synthetic.contextual_bandit(
+        num_clusters=3, proto_size=4, num_shared=1, token_noise=0.0
+    )
     params = env.init_params(jax.random.key(0))
     state = env.reset(params, jax.random.key(3))
     (view,) = env.views(params, state)
@@ -33,9 +36,13 @@ class BanditTest(parameterized.TestCase):
   def test_noise_tokens_lie_above_the_prototypes(self):
     # Noise ids start at N * P = 3 * 4 = 12; with token_noise=1 every token
     # is noise, so every id is in [12, 12 + 5).
-    env = synthetic.contextual_bandit(num_clusters=3, proto_size=4,
-                                      num_shared=1, token_noise=1.0,
-                                      noise_vocab=5)
+    env = synthetic.contextual_bandit(
+        num_clusters=3,
+        proto_size=4,
+        num_shared=1,
+        token_noise=1.0,
+        noise_vocab=5,
+    )
     params = env.init_params(jax.random.key(0))
     state = env.reset(params, jax.random.key(1))
     ids = np.asarray(state.tokens.ids)
@@ -53,8 +60,9 @@ class BanditTest(parameterized.TestCase):
       trap = np.asarray(params.trap)
       np.testing.assert_array_equal(trap, np.arange(8) < 3)
       np.testing.assert_array_equal(prior_best[~trap], best[~trap])
-      np.testing.assert_array_equal(prior_best[trap],
-                                    np.asarray(params.trap_action)[trap])
+      np.testing.assert_array_equal(
+          prior_best[trap], np.asarray(params.trap_action)[trap]
+      )
       self.assertTrue(np.all(prior_best[trap] != best[trap]))
 
   def test_noise_free_reward_is_q(self):
@@ -62,14 +70,16 @@ class BanditTest(parameterized.TestCase):
     params = env.init_params(jax.random.key(0))
     state = env.reset(params, jax.random.key(1))
     for action in range(env.num_actions):
-      _, reward, done = env.step(params, state, jnp.int32(action),
-                                 jax.random.key(2))
+      _, reward, done = env.step(
+          params, state, jnp.int32(action), jax.random.key(2)
+      )
       self.assertAlmostEqual(
-          float(reward), float(params.q_values[state.cluster, action]),
-          places=6)
+          float(reward), float(params.q_values[state.cluster, action]), places=6
+      )
       self.assertFalse(bool(done))
-      np.testing.assert_allclose(env.true_q(params, state),
-                                 params.q_values[state.cluster])
+      np.testing.assert_allclose(
+          env.true_q(params, state), params.q_values[state.cluster]
+      )
 
   def test_episode_ends_at_horizon(self):
     env = synthetic.contextual_bandit(horizon=3)
@@ -77,8 +87,7 @@ class BanditTest(parameterized.TestCase):
     state = env.reset(params, jax.random.key(1))
     dones = []
     for t in range(3):
-      state, _, done = env.step(params, state, jnp.int32(0),
-                                jax.random.key(t))
+      state, _, done = env.step(params, state, jnp.int32(0), jax.random.key(t))
       dones.append(bool(done))
     self.assertEqual(dones, [False, False, True])
 
@@ -90,9 +99,11 @@ class BanditTest(parameterized.TestCase):
     step = jax.vmap(env.step, in_axes=(None, None, None, 0))
     _, rewards, _ = step(params, state, jnp.int32(1), keys)
     # Standard error 0.5 / sqrt(20000) = 0.0035; 5 sigma = 0.018.
-    self.assertAlmostEqual(float(rewards.mean()),
-                           float(params.q_values[state.cluster, 1]),
-                           delta=0.018)
+    self.assertAlmostEqual(
+        float(rewards.mean()),
+        float(params.q_values[state.cluster, 1]),
+        delta=0.018,
+    )
 
 
 class TreeTest(parameterized.TestCase):
@@ -101,29 +112,40 @@ class TreeTest(parameterized.TestCase):
     # C=2, D=2, gamma=0.5, leaves (level order) [0.1, 0.5, 0.3, 0.2]:
     # node 1 (leaves 0, 1): Q = [0.1, 0.5]; node 2 (leaves 2, 3): [0.3, 0.2];
     # root: 0.5 * [max(0.1, 0.5), max(0.3, 0.2)] = [0.25, 0.15].
-    q = synthetic.tree_q_values(jnp.asarray([0.1, 0.5, 0.3, 0.2]),
-                                branching=2, depth=2, gamma=0.5)
-    np.testing.assert_allclose(q, [[0.25, 0.15], [0.1, 0.5], [0.3, 0.2]],
-                               rtol=1e-6)
+    q = synthetic.tree_q_values(
+        jnp.asarray([0.1, 0.5, 0.3, 0.2]), branching=2, depth=2, gamma=0.5
+    )
+    np.testing.assert_allclose(
+        q, [[0.25, 0.15], [0.1, 0.5], [0.3, 0.2]], rtol=1e-6
+    )
 
   def test_walk_tokens_and_reward_by_hand(self):
     # C=2, D=2: internal nodes 0, 1, 2; leaves 3..6. Path tokens j*C + a_j;
     # node token D*C + n = 4 + n; noise from 4 + 3 + 4 = 11.
-    env = synthetic.tree_mdp(branching=2, depth=2, gamma=0.5, num_noise=1,
-                             noise_vocab=1, reward_noise=0.0, num_traps=0)
+    env = synthetic.tree_mdp(
+        branching=2,
+        depth=2,
+        gamma=0.5,
+        num_noise=1,
+        noise_vocab=1,
+        reward_noise=0.0,
+        num_traps=0,
+    )
     params = env.init_params(jax.random.key(0))
     params = params._replace(leaf_values=jnp.asarray([0.1, 0.5, 0.3, 0.2]))
     state = env.reset(params, jax.random.key(1))
     (view,) = env.views(params, state)
     np.testing.assert_array_equal(view.ids, [4, 11, -1, -1])  # node 0, noise
-    state, reward, done = env.step(params, state, jnp.int32(1),
-                                   jax.random.key(2))
+    state, reward, done = env.step(
+        params, state, jnp.int32(1), jax.random.key(2)
+    )
     self.assertEqual(int(state.node), 2)
     self.assertEqual((float(reward), bool(done)), (0.0, False))
     (view,) = env.views(params, state)
     np.testing.assert_array_equal(view.ids, [1, 6, 11, -1])  # a_0=1, node 2
-    state, reward, done = env.step(params, state, jnp.int32(0),
-                                   jax.random.key(3))
+    state, reward, done = env.step(
+        params, state, jnp.int32(0), jax.random.key(3)
+    )
     # Node 2 * 2 + 1 + 0 = 5 = leaf 2 -> 0.3.
     self.assertEqual(int(state.node), 5)
     self.assertAlmostEqual(float(reward), 0.3, places=6)
@@ -147,8 +169,7 @@ class TreeTest(parameterized.TestCase):
 
   def test_q_star_matches_monte_carlo(self):
     # Take root action a, then act optimally; E[G_0] = Q*(root, a).
-    env = synthetic.tree_mdp(branching=3, depth=3, gamma=0.9,
-                             reward_noise=0.3)
+    env = synthetic.tree_mdp(branching=3, depth=3, gamma=0.9, reward_noise=0.3)
     params = env.init_params(jax.random.key(4))
 
     def rollout(first, key):
@@ -162,8 +183,9 @@ class TreeTest(parameterized.TestCase):
       return r0 + 0.9 * r1 + 0.81 * r2
 
     keys = jax.random.split(jax.random.key(5), 8000)
-    all_actions = jax.jit(jax.vmap(jax.vmap(rollout, in_axes=(None, 0)),
-                                   in_axes=(0, None)))
+    all_actions = jax.jit(
+        jax.vmap(jax.vmap(rollout, in_axes=(None, 0)), in_axes=(0, None))
+    )
     g = all_actions(jnp.arange(3, dtype=jnp.int32), keys).mean(axis=1)
     # Standard error 0.81 * 0.3 / sqrt(8000) = 0.0027; 5 sigma = 0.014.
     np.testing.assert_allclose(g, params.q_values[0], atol=0.014)
@@ -217,8 +239,13 @@ class CommonTest(parameterized.TestCase):
   def test_step_regret_by_hand(self):
     # max Q = 1; E_pi[Q] = 0.5 * 1 + 0.5 * 0 = 0.5 -> regret 0.5.
     self.assertAlmostEqual(
-        float(synthetic.step_regret(jnp.asarray([1.0, 0.0]),
-                                    jnp.asarray([0.5, 0.5]))), 0.5)
+        float(
+            synthetic.step_regret(
+                jnp.asarray([1.0, 0.0]), jnp.asarray([0.5, 0.5])
+            )
+        ),
+        0.5,
+    )
 
   def test_unknown_name(self):
     with self.assertRaisesRegex(ValueError, "unknown synthetic"):

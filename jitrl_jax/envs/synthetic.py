@@ -116,8 +116,9 @@ class BanditState(NamedTuple):
   t: jax.Array  # [] int32 step within the episode
 
 
-def bandit_context(params: BanditParams, cluster, key, *, token_noise,
-                   noise_vocab, set_size) -> TokenSet:
+def bandit_context(
+    params: BanditParams, cluster, key, *, token_noise, noise_vocab, set_size
+) -> TokenSet:
   """Noisy token set of one context of `cluster`.
 
   Each prototype token is replaced, with probability `token_noise`, by a noise
@@ -220,14 +221,21 @@ def contextual_bandit(
     trap_logit = logits.max(axis=1) + trap_margin
     one_hot = jax.nn.one_hot(trap_action, num_actions, dtype=bool)
     logits = jnp.where(trap[:, None] & one_hot, trap_logit[:, None], logits)
-    return BanditParams(prototypes, q, logits.astype(jnp.float32), trap,
-                        trap_action)
+    return BanditParams(
+        prototypes, q, logits.astype(jnp.float32), trap, trap_action
+    )
 
   def _context(params, t, key):
     k_c, k_ctx = jax.random.split(key)
     cluster = jax.random.randint(k_c, (), 0, num_clusters, dtype=jnp.int32)
-    tokens = bandit_context(params, cluster, k_ctx, token_noise=token_noise,
-                            noise_vocab=noise_vocab, set_size=set_size)
+    tokens = bandit_context(
+        params,
+        cluster,
+        k_ctx,
+        token_noise=token_noise,
+        noise_vocab=noise_vocab,
+        set_size=set_size,
+    )
     return BanditState(cluster, tokens, jnp.asarray(t, jnp.int32))
 
   def reset(params, key) -> BanditState:
@@ -238,8 +246,11 @@ def contextual_bandit(
     mean = params.q_values[state.cluster, action]
     reward = mean + reward_noise * jax.random.normal(k_r, ())
     t = state.t + 1
-    return _context(params, t, k_next), reward.astype(jnp.float32), (
-        t >= horizon)
+    return (
+        _context(params, t, k_next),
+        reward.astype(jnp.float32),
+        (t >= horizon),
+    )
 
   def views(params, state):
     del params
@@ -256,11 +267,21 @@ def contextual_bandit(
     return state.cluster
 
   return Environment(
-      name="bandit", init_params=init_params, reset=reset, step=step,
-      views=views, prior_logits=prior_logits, true_q=true_q,
-      state_id=state_id, num_actions=num_actions, num_states=num_clusters,
-      horizon=horizon, view_sizes=(set_size,), gamma=0.0,
-      regret_discount=1.0)
+      name="bandit",
+      init_params=init_params,
+      reset=reset,
+      step=step,
+      views=views,
+      prior_logits=prior_logits,
+      true_q=true_q,
+      state_id=state_id,
+      num_actions=num_actions,
+      num_states=num_clusters,
+      horizon=horizon,
+      view_sizes=(set_size,),
+      gamma=0.0,
+      regret_discount=1.0,
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -370,11 +391,12 @@ def tree_mdp(
     leaf_values = jax.random.uniform(k_leaf, (num_leaves,))
     q = tree_q_values(leaf_values, branching=c, depth=depth, gamma=gamma)
     level = jnp.asarray(
-        [d for d in range(depth) for _ in range(c**d)], jnp.int32)
-    undiscounted = q / gamma ** (depth - 1 - level)[:, None].astype(
-        jnp.float32)
+        [d for d in range(depth) for _ in range(c**d)], jnp.int32
+    )
+    undiscounted = q / gamma ** (depth - 1 - level)[:, None].astype(jnp.float32)
     logits = prior_scale * (
-        undiscounted - undiscounted.mean(axis=1, keepdims=True))
+        undiscounted - undiscounted.mean(axis=1, keepdims=True)
+    )
     # Walk the optimal path: the first num_traps nodes on it are traps.
     node, trap = jnp.int32(0), jnp.zeros((num_internal,), bool)
     for _ in range(num_traps):
@@ -386,18 +408,25 @@ def tree_mdp(
     trap_logit = logits.max(axis=1) + trap_margin
     one_hot = jax.nn.one_hot(trap_action, c, dtype=bool)
     logits = jnp.where(trap[:, None] & one_hot, trap_logit[:, None], logits)
-    return TreeParams(leaf_values.astype(jnp.float32), q,
-                      logits.astype(jnp.float32), trap, trap_action)
+    return TreeParams(
+        leaf_values.astype(jnp.float32),
+        q,
+        logits.astype(jnp.float32),
+        trap,
+        trap_action,
+    )
 
   def _noise(key):
     return noise_base + jax.random.randint(
-        key, (num_noise,), 0, noise_vocab, dtype=jnp.int32)
+        key, (num_noise,), 0, noise_vocab, dtype=jnp.int32
+    )
 
   def reset(params, key) -> TreeState:
     del params
     zero = jnp.int32(0)
-    return TreeState(zero, zero, jnp.full((depth,), -1, jnp.int32),
-                     _noise(key), zero)
+    return TreeState(
+        zero, zero, jnp.full((depth,), -1, jnp.int32), _noise(key), zero
+    )
 
   def step(params, state, action, key):
     k_r, k_noise = jax.random.split(key)
@@ -408,18 +437,21 @@ def tree_mdp(
     done = new_depth >= depth
     leaf = jnp.clip(node - num_internal, 0, num_leaves - 1)
     leaf_reward = params.leaf_values[leaf] + reward_noise * jax.random.normal(
-        k_r, ())
+        k_r, ()
+    )
     reward = jnp.where(done, leaf_reward, 0.0).astype(jnp.float32)
-    new_state = TreeState(node.astype(jnp.int32), new_depth, path,
-                          _noise(k_noise), state.t + 1)
+    new_state = TreeState(
+        node.astype(jnp.int32), new_depth, path, _noise(k_noise), state.t + 1
+    )
     return new_state, reward, done
 
   def views(params, state):
     del params
     levels = jnp.arange(depth, dtype=jnp.int32)
     path_tokens = jnp.where(state.path >= 0, levels * c + state.path, -1)
-    ids = jnp.concatenate([
-        path_tokens, (node_base + state.node)[None], state.noise])
+    ids = jnp.concatenate(
+        [path_tokens, (node_base + state.node)[None], state.noise]
+    )
     return (token_sets.as_token_set(ids, size=set_size, multiset=False),)
 
   def _internal(state):
@@ -436,11 +468,21 @@ def tree_mdp(
     return _internal(state)
 
   return Environment(
-      name="tree", init_params=init_params, reset=reset, step=step,
-      views=views, prior_logits=prior_logits, true_q=true_q,
-      state_id=state_id, num_actions=c, num_states=num_internal,
-      horizon=depth, view_sizes=(set_size,), gamma=gamma,
-      regret_discount=gamma)
+      name="tree",
+      init_params=init_params,
+      reset=reset,
+      step=step,
+      views=views,
+      prior_logits=prior_logits,
+      true_q=true_q,
+      state_id=state_id,
+      num_actions=c,
+      num_states=num_internal,
+      horizon=depth,
+      view_sizes=(set_size,),
+      gamma=gamma,
+      regret_discount=gamma,
+  )
 
 
 def make(name: str, **kwargs) -> Environment:
@@ -449,8 +491,9 @@ def make(name: str, **kwargs) -> Environment:
     return contextual_bandit(**kwargs)
   if name == "tree":
     return tree_mdp(**kwargs)
-  raise ValueError(f"unknown synthetic environment {name!r}; "
-                   "expected 'bandit' or 'tree'")
+  raise ValueError(
+      f"unknown synthetic environment {name!r}; " "expected 'bandit' or 'tree'"
+  )
 
 
 def optimal_return(env: Environment, params, states_q) -> jax.Array:
@@ -492,7 +535,17 @@ def num_tree_nodes(branching: int, depth: int) -> int:
 
 
 __all__ = [
-    "BanditParams", "BanditState", "Environment", "TreeParams", "TreeState",
-    "bandit_context", "contextual_bandit", "make", "num_tree_nodes",
-    "optimal_return", "step_regret", "tree_mdp", "tree_q_values",
+    "BanditParams",
+    "BanditState",
+    "Environment",
+    "TreeParams",
+    "TreeState",
+    "bandit_context",
+    "contextual_bandit",
+    "make",
+    "num_tree_nodes",
+    "optimal_return",
+    "step_regret",
+    "tree_mdp",
+    "tree_q_values",
 ]
