@@ -87,6 +87,26 @@ class FallbackTest(parameterized.TestCase):
     self.assertEqual(base.with_fallback(actions, ("wait",)), ["wait"])
 
 
+class EpisodeEndTest(parameterized.TestCase):
+
+  @parameterized.parameters(
+      (False, 3, None, (False, False)),
+      (True, 3, None, (True, False)),
+      (False, 2, 3, (False, False)),
+      (False, 3, 3, (True, True)),
+      (True, 3, 3, (True, False)),  # the game ended it, not the limit
+  )
+  def test_episode_end(self, game_done, moves, limit, expected):
+    self.assertEqual(base.episode_end(game_done, moves, limit), expected)
+
+  def test_check_can_step(self):
+    base.check_can_step("g", started=True, done=False)
+    with self.assertRaisesRegex(RuntimeError, "g: call reset"):
+      base.check_can_step("g", started=False, done=False)
+    with self.assertRaisesRegex(RuntimeError, "episode is over"):
+      base.check_can_step("g", started=True, done=True)
+
+
 class RegistryTest(absltest.TestCase):
 
   def test_unknown_prefix(self):

@@ -50,6 +50,7 @@ class DetectiveTest(absltest.TestCase):
     self.assertEqual(start.score, 10.0)  # detective starts with 10 points
     self.assertFalse(start.done)
     self.assertEqual(env.max_score, 360.0)
+    self.assertIsInstance(env, envs.TextEnv)
     self.assertEqual(start.info["location"], "Chief's office")
     self.assertEqual(env.step("north").reward, 0.0)
     result = env.step("west")  # detective: the street to the west scores 10

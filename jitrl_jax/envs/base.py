@@ -196,6 +196,31 @@ def current_text(look: str, observation: str) -> str:
   return look + "\n" + observation
 
 
+def check_can_step(name: str, *, started: bool, done: bool) -> None:
+  """Raises RuntimeError before the first reset or after the episode's end."""
+  if not started:
+    raise RuntimeError(f"{name}: call reset() before step()")
+  if done:
+    raise RuntimeError(f"{name}: the episode is over; call reset()")
+
+
+def episode_end(
+    game_done: bool, moves: int, step_limit: int | None
+) -> tuple[bool, bool]:
+  """(done, truncated) after a step: the game ended it, or the step limit did.
+
+  Args:
+    game_done: the game's own end (won or lost).
+    moves: steps taken in the episode, this one included.
+    step_limit: the most steps an episode may take; None: no limit.
+
+  Returns:
+    done, and truncated (True only when the limit, not the game, ended it).
+  """
+  truncated = not game_done and step_limit is not None and moves >= step_limit
+  return bool(game_done) or truncated, truncated
+
+
 def with_fallback(
     actions: Iterable[str], fallback: Iterable[str] = FALLBACK_ACTIONS
 ) -> list[str]:

@@ -234,20 +234,14 @@ class JerichoEnv:
     )
 
   def step(self, action: str) -> base.StepResult:
-    if not self._started:
-      raise RuntimeError(f"{self.name}: call reset() before step()")
-    if self._done:
-      raise RuntimeError(f"{self.name}: the episode is over; call reset()")
+    base.check_can_step(self.name, started=self._started, done=self._done)
     observation, reward, game_done, info = self._env.step(action)
     self._moves += 1
     self._observation = observation
     self._probe_cache = None
-    truncated = (
-        not game_done
-        and self._step_limit is not None
-        and self._moves >= self._step_limit
+    self._done, truncated = base.episode_end(
+        game_done, self._moves, self._step_limit
     )
-    self._done = bool(game_done) or truncated
     location = self._location()
     self._history = base.record_step(
         self._history, action=action, reward=reward, location=location

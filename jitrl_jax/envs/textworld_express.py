@@ -182,19 +182,13 @@ class TextWorldExpressEnv:
     )
 
   def step(self, action: str) -> base.StepResult:
-    if not self._started:
-      raise RuntimeError(f"{self.name}: call reset() before step()")
-    if self._done:
-      raise RuntimeError(f"{self.name}: the episode is over; call reset()")
+    base.check_can_step(self.name, started=self._started, done=self._done)
     observation, reward, game_done, infos = self._env.step(action)
     self._moves += 1
     self._infos = infos
-    truncated = (
-        not game_done
-        and self._step_limit is not None
-        and self._moves >= self._step_limit
+    self._done, truncated = base.episode_end(
+        game_done, self._moves, self._step_limit
     )
-    self._done = bool(game_done) or truncated
     self._history = base.record_step(
         self._history,
         action=action,
