@@ -1,0 +1,432 @@
+"""A Llama-family causal language model in Flax NNX, with a KV cache.
+
+The model is the decoder of Touvron et al. (2023), "LLaMA: Open and Efficient
+Foundation Language Models": token embedding, a stack of pre-norm blocks
+
+  h = x + Attn(RMSNorm(x)) ;  y = h + MLP(RMSNorm(h)),
+
+a final RMSNorm and a (tied or untied) output projection. Attention uses
+rotary position embeddings (Su et al., 2021) with a configurable base
+``rope_theta`` and grouped-query attention (Ainslie et al., 2023): ``H`` query
+heads share ``KVH`` key/value heads, ``G = H / KVH`` query heads per group. The
+MLP is SwiGLU (Shazeer, 2020): ``down(silu(gate(x)) * up(x))``. The same code
+serves SmolLM, Llama 2/3 and Qwen2 (optional q/k/v biases) checkpoints.
+
+Dimension letters: B batch, L input length, S cache slots, D hidden size,
+F MLP size, H query heads, KVH key/value heads, G = H / KVH, Dh head size,
+V vocabulary, NL layers.
+
+Layouts are chosen for CPU speed: weights are stored ``[in, out]`` so every
+projection is ``x @ W``; q/k/v is one fused matmul, gate/up another; the cache
+is ``[B, KVH, S, Dh]`` so that a decode step's attention is a batched matmul
+over a contiguous cache without a transpose.
+
+Positions and the cache. ``positions [B, L]`` give each token's rotary
+position, and, when a cache is used, the cache slot its key/value is written
+to (slot = position). A token attends to the cache slots ``s <= position``
+that hold a real token (``KVCache.valid``). This makes ragged batches simple:
+each row writes its own slots. Tokens whose ``attention_mask`` entry is False
+(padding) are not written to the cache.
+
+Functional seam: ``graphdef, state = nnx.split(model)`` crosses ``jax.jit``;
+inside, ``nnx.merge(graphdef, state)`` rebuilds the module (see ``apply``).
+"""
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  """Sizes and options of a Llama-family model.
+
+  Attributes:
+    vocab_size: V, number of token ids.
+    hidden_size: D, residual stream width.
+    intermediate_size: F, SwiGLU hidden width.
+    num_layers: NL, number of decoder blocks.
+    num_heads: H, query heads.
+    num_kv_heads: KVH, key/value heads (divides H).
+    head_dim: Dh, size of one head.
+    rope_theta: base of the rotary frequencies.
+    rms_norm_eps: epsilon of RMSNorm.
+    max_position_embeddings: the context length the model was trained for.
+    tie_word_embeddings: output projection = embedding matrix transposed.
+    dtype: parameter and compute dtype (float32 by default: the fast dtype
+      on CPU). Norms, softmax and logits are computed in float32.
+    attention_bias: q/k/v projections have a bias (Qwen2).
+    attention_out_bias: the output projection has a bias (Llama with
+      ``attention_bias=True``).
+  """
+
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rope_theta: float = 10000.0
+  rms_norm_eps: float = 1e-5
+  max_position_embeddings: int = 2048
+  tie_word_embeddings: bool = True
+  dtype: Any = jnp.float32
+  attention_bias: bool = False
+  attention_out_bias: bool = False
+
+  def __post_init__(self):
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(
+          f"num_heads={self.num_heads} is not a multiple of "
+          f"num_kv_heads={self.num_kv_heads}."
+      )
+
+  @property
+  def group_size(self) -> int:
+    """G: query heads per key/value head."""
+    return self.num_heads // self.num_kv_heads
+
+
+class KVCache(NamedTuple):
+  """Keys and values of past tokens, one entry per layer.
+
+  Slot ``s`` of row ``b`` holds the token at position ``s``.
+  """
+
+  keys: tuple[jax.Array, ...]  # NL x [B, KVH, S, Dh] dtype
+  values: tuple[jax.Array, ...]  # NL x [B, KVH, S, Dh] dtype
+  valid: jax.Array  # [B, S] bool, slot holds a real token
+
+
+def init_cache(config: LlamaConfig, batch: int, max_len: int) -> KVCache:
+  """An empty cache for ``batch`` rows of up to ``max_len`` positions.
+
+  Args:
+    config: the model's config.
+    batch: B.
+    max_len: S, number of slots (positions ``0 .. S-1``).
+
+  Returns:
+    A ``KVCache`` of zeros with ``valid`` all False.
+  """
+  shape = (batch, config.num_kv_heads, max_len, config.head_dim)
+  zeros = tuple(
+      jnp.zeros(shape, config.dtype) for _ in range(config.num_layers)
+  )
+  return KVCache(
+      keys=zeros,
+      values=tuple(jnp.zeros_like(z) for z in zeros),
+      valid=jnp.zeros((batch, max_len), bool),
+  )
+
+
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+  """RMSNorm: ``w * x / sqrt(mean(x^2) + eps)`` over the last axis, in f32.
+
+  Args:
+    x: [..., D] activations.
+    weight: [D] scale.
+    eps: epsilon.
+
+  Returns:
+    [..., D] normalised activations in ``x.dtype``.
+  """
+  x32 = x.astype(jnp.float32)
+  var = jnp.mean(x32 * x32, axis=-1, keepdims=True)
+  y = x32 * jax.lax.rsqrt(var + eps)
+  return (weight.astype(jnp.float32) * y).astype(x.dtype)
+
+
+def rope_angles(
+    positions: jax.Array, head_dim: int, theta: float
+) -> tuple[jax.Array, jax.Array]:
+  """cos and sin of the rotary angles ``pos * theta^(-2i/Dh)``.
+
+  Args:
+    positions: [B, L] int32.
+    head_dim: Dh (even).
+    theta: rotary base.
+
+  Returns:
+    (cos, sin), each [B, L, 1, Dh/2] float32 (broadcast over heads).
+  """
+  inv_freq = 1.0 / (
+      theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+  )
+  angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(
+      inv_freq, jnp.float32
+  )
+  return jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+  """Rotates ``x`` by the rotary angles (the "rotate half" convention).
+
+  With ``x = [x1, x2]`` split in halves, the result is
+  ``[x1 cos - x2 sin, x2 cos + x1 sin]`` (as Hugging Face's Llama).
+
+  Args:
+    x: [B, L, N, Dh] queries or keys.
+    cos: [B, L, 1, Dh/2].
+    sin: [B, L, 1, Dh/2].
+
+  Returns:
+    [B, L, N, Dh] rotated, in ``x.dtype``.
+  """
+  half = x.shape[-1] // 2
+  x1 = x[..., :half].astype(jnp.float32)
+  x2 = x[..., half:].astype(jnp.float32)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+def _normal(rngs: nnx.Rngs, shape, dtype, std=0.02):
+  return (std * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(
+      dtype
+  )
+
+
+class LlamaBlock(nnx.Module):
+  """One pre-norm decoder block: attention then SwiGLU MLP."""
+
+  def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
+    c = config
+    d, dt = c.hidden_size, c.dtype
+    qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim
+    self.attn_norm = nnx.Param(jnp.ones((d,), dt))
+    self.wqkv = nnx.Param(_normal(rngs, (d, qkv), dt))  # [D, (H+2KVH)*Dh]
+    self.bqkv = (
+        nnx.Param(jnp.zeros((qkv,), dt)) if c.attention_bias else None
+    )
+    self.wo = nnx.Param(_normal(rngs, (c.num_heads * c.head_dim, d), dt))
+    self.bo = nnx.Param(jnp.zeros((d,), dt)) if c.attention_out_bias else None
+    self.mlp_norm = nnx.Param(jnp.ones((d,), dt))
+    # [D, 2F]: gate in the first F columns, up in the last F.
+    self.w_gate_up = nnx.Param(
+        _normal(rngs, (d, 2 * c.intermediate_size), dt)
+    )
+    self.w_down = nnx.Param(_normal(rngs, (c.intermediate_size, d), dt))
+
+  def __call__(
+      self,
+      x: jax.Array,
+      rope: tuple[jax.Array, jax.Array],
+      mask: jax.Array,
+      config: LlamaConfig,
+      layer_cache: tuple[jax.Array, jax.Array] | None,
+      write_slots: jax.Array | None,
+  ):
+    """Applies the block.
+
+    Args:
+      x: [B, L, D] residual stream.
+      rope: (cos, sin) [B, L, 1, Dh/2].
+      mask: [B, L, L] (no cache) or [B, L, S] (cache) bool, True = attend.
+      config: the model config.
+      layer_cache: (keys, values) [B, KVH, S, Dh] or None.
+      write_slots: [B, L] int32 cache slot of each token (S = dropped).
+
+    Returns:
+      (y [B, L, D], new (keys, values) or None).
+    """
+    c = config
+    b, l, _ = x.shape
+    h, kvh, g, dh = c.num_heads, c.num_kv_heads, c.group_size, c.head_dim
+    y = rms_norm(x, self.attn_norm[...], c.rms_norm_eps)
+    qkv = jnp.einsum("bld,de->ble", y, self.wqkv[...])
+    if self.bqkv is not None:
+      qkv = qkv + self.bqkv[...]
+    qkv = qkv.reshape(b, l, h + 2 * kvh, dh)
+    q = apply_rope(qkv[:, :, :h], *rope).reshape(b, l, kvh, g, dh)
+    k = apply_rope(qkv[:, :, h : h + kvh], *rope)  # [B, L, KVH, Dh]
+    v = qkv[:, :, h + kvh :]  # [B, L, KVH, Dh]
+    q = q * jnp.asarray(1.0 / math.sqrt(dh), q.dtype)
+    if layer_cache is None:
+      scores = jnp.einsum("blkgd,bskd->bkgls", q, k)
+      new_cache = None
+    else:
+      cache_k, cache_v = layer_cache
+      rows = jnp.arange(b)[:, None, None]
+      heads = jnp.arange(kvh)[None, :, None]
+      slots = write_slots[:, None, :]
+      cache_k = cache_k.at[rows, heads, slots].set(
+          k.transpose(0, 2, 1, 3), mode="drop"
+      )
+      cache_v = cache_v.at[rows, heads, slots].set(
+          v.transpose(0, 2, 1, 3), mode="drop"
+      )
+      new_cache = (cache_k, cache_v)
+      k, v = cache_k, cache_v
+      scores = jnp.einsum("blkgd,bksd->bkgls", q, k)
+    scores = scores.astype(jnp.float32)
+    scores = jnp.where(
+        mask[:, None, None], scores, jnp.finfo(jnp.float32).min
+    )
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    if layer_cache is None:
+      attn = jnp.einsum("bkgls,bskd->blkgd", probs, v)
+    else:
+      attn = jnp.einsum("bkgls,bksd->blkgd", probs, v)
+    out = jnp.einsum("ble,ed->bld", attn.reshape(b, l, h * dh), self.wo[...])
+    if self.bo is not None:
+      out = out + self.bo[...]
+    x = x + out
+    y = rms_norm(x, self.mlp_norm[...], c.rms_norm_eps)
+    gate_up = jnp.einsum("bld,df->blf", y, self.w_gate_up[...])
+    f = c.intermediate_size
+    act = jax.nn.silu(gate_up[..., :f]) * gate_up[..., f:]
+    x = x + jnp.einsum("blf,fd->bld", act, self.w_down[...])
+    return x, new_cache
+
+
+class Llama(nnx.Module):
+  """Llama-family causal LM.
+
+  Call: ``model(tokens [B, L], positions [B, L], cache=None,
+  attention_mask=None) -> (logits [B, L, V] float32, new cache)``.
+  """
+
+  def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
+    c = config
+    self.config = c
+    self.embed = nnx.Param(
+        _normal(rngs, (c.vocab_size, c.hidden_size), c.dtype)
+    )  # [V, D]
+    self.blocks = nnx.List([LlamaBlock(c, rngs=rngs) for _ in range(c.num_layers)])
+    self.final_norm = nnx.Param(jnp.ones((c.hidden_size,), c.dtype))
+    self.lm_head = (
+        None
+        if c.tie_word_embeddings
+        else nnx.Param(_normal(rngs, (c.hidden_size, c.vocab_size), c.dtype))
+    )  # [D, V]
+
+  def unembed(self, hidden: jax.Array) -> jax.Array:
+    """Output projection of final-normed hidden states.
+
+    Args:
+      hidden: [..., D] (as returned with ``return_hidden=True``).
+
+    Returns:
+      [..., V] float32 logits.
+    """
+    if self.lm_head is None:
+      logits = jnp.einsum("...d,vd->...v", hidden, self.embed[...])
+    else:
+      logits = jnp.einsum("...d,dv->...v", hidden, self.lm_head[...])
+    return logits.astype(jnp.float32)
+
+  def __call__(
+      self,
+      tokens: jax.Array,
+      positions: jax.Array,
+      cache: KVCache | None = None,
+      attention_mask: jax.Array | None = None,
+      *,
+      return_hidden: bool = False,
+  ) -> tuple[jax.Array, KVCache | None]:
+    """Runs the model on a block of tokens.
+
+    Without a cache, token ``i`` attends to tokens ``j <= i`` (by index in the
+    block) whose ``attention_mask [B, L]`` entry is True; a full
+    ``attention_mask [B, L, L]`` (query, key) replaces that rule, e.g. for
+    block-diagonal candidate scoring. With a cache, the block's keys/values
+    are first written to slots ``positions`` (padding tokens are not written)
+    and token ``i`` attends to the valid slots ``s <= positions[i]``.
+
+    Args:
+      tokens: [B, L] int32 token ids.
+      positions: [B, L] int32 rotary positions (= cache slots).
+      cache: a ``KVCache`` with S slots, or None.
+      attention_mask: None (all real), [B, L] bool real-token mask, or, only
+        without a cache, [B, L, L] bool attention mask.
+      return_hidden: return the final-normed hidden states [B, L, D] instead
+        of logits (project later with ``unembed``).
+
+    Returns:
+      (logits [B, L, V] float32, or hidden [B, L, D]; the new cache or None).
+    """
+    c = self.config
+    b, l = tokens.shape
+    x = jnp.take(self.embed[...], tokens, axis=0)  # [B, L, D]
+    rope = rope_angles(positions, c.head_dim, c.rope_theta)
+    if cache is None:
+      causal = jnp.tril(jnp.ones((l, l), bool))[None]
+      if attention_mask is None:
+        mask = jnp.broadcast_to(causal, (b, l, l))
+      elif attention_mask.ndim == 2:
+        mask = causal & attention_mask[:, None, :].astype(bool)
+      else:
+        mask = attention_mask.astype(bool)
+      write_slots = None
+    else:
+      s = cache.valid.shape[1]
+      real = (
+          jnp.ones((b, l), bool)
+          if attention_mask is None
+          else attention_mask.astype(bool)
+      )
+      if real.ndim != 2:
+        raise ValueError("With a cache, attention_mask must be [B, L].")
+      write_slots = jnp.where(real, positions, s)  # S -> dropped
+      valid = cache.valid.at[jnp.arange(b)[:, None], write_slots].set(
+          True, mode="drop"
+      )
+      mask = valid[:, None, :] & (
+          jnp.arange(s)[None, None, :] <= positions[:, :, None]
+      )
+    new_keys, new_values = [], []
+    for i, block in enumerate(self.blocks):
+      layer_cache = (
+          None if cache is None else (cache.keys[i], cache.values[i])
+      )
+      x, layer_cache = block(x, rope, mask, c, layer_cache, write_slots)
+      if layer_cache is not None:
+        new_keys.append(layer_cache[0])
+        new_values.append(layer_cache[1])
+    new_cache = (
+        None
+        if cache is None
+        else KVCache(tuple(new_keys), tuple(new_values), valid)
+    )
+    hidden = rms_norm(x, self.final_norm[...], c.rms_norm_eps)
+    if return_hidden:
+      return hidden, new_cache
+    return self.unembed(hidden), new_cache
+
+
+def apply(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    tokens: jax.Array,
+    positions: jax.Array,
+    cache: KVCache | None = None,
+    attention_mask: jax.Array | None = None,
+    *,
+    return_hidden: bool = False,
+):
+  """Functional form of ``Llama.__call__`` on ``nnx.split(model)``.
+
+  Args:
+    graphdef: the model's graph definition (static under jit).
+    state: the model's parameters.
+    tokens, positions, cache, attention_mask, return_hidden: as
+      ``Llama.__call__``.
+
+  Returns:
+    As ``Llama.__call__``.
+  """
+  model = nnx.merge(graphdef, state)
+  return model(
+      tokens,
+      positions,
+      cache,
+      attention_mask,
+      return_hidden=return_hidden,
+  )
+
