@@ -201,16 +201,12 @@ class LlamaBlock(nnx.Module):
     qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim
     self.attn_norm = nnx.Param(jnp.ones((d,), dt))
     self.wqkv = nnx.Param(_normal(rngs, (d, qkv), dt))  # [D, (H+2KVH)*Dh]
-    self.bqkv = (
-        nnx.Param(jnp.zeros((qkv,), dt)) if c.attention_bias else None
-    )
+    self.bqkv = nnx.Param(jnp.zeros((qkv,), dt)) if c.attention_bias else None
     self.wo = nnx.Param(_normal(rngs, (c.num_heads * c.head_dim, d), dt))
     self.bo = nnx.Param(jnp.zeros((d,), dt)) if c.attention_out_bias else None
     self.mlp_norm = nnx.Param(jnp.ones((d,), dt))
     # [D, 2F]: gate in the first F columns, up in the last F.
-    self.w_gate_up = nnx.Param(
-        _normal(rngs, (d, 2 * c.intermediate_size), dt)
-    )
+    self.w_gate_up = nnx.Param(_normal(rngs, (d, 2 * c.intermediate_size), dt))
     self.w_down = nnx.Param(_normal(rngs, (c.intermediate_size, d), dt))
 
   def __call__(
@@ -265,9 +261,7 @@ class LlamaBlock(nnx.Module):
       k, v = cache_k, cache_v
       scores = jnp.einsum("blkgd,bksd->bkgls", q, k)
     scores = scores.astype(jnp.float32)
-    scores = jnp.where(
-        mask[:, None, None], scores, jnp.finfo(jnp.float32).min
-    )
+    scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     if layer_cache is None:
       attn = jnp.einsum("bkgls,bskd->blkgd", probs, v)
@@ -298,7 +292,9 @@ class Llama(nnx.Module):
     self.embed = nnx.Param(
         _normal(rngs, (c.vocab_size, c.hidden_size), c.dtype)
     )  # [V, D]
-    self.blocks = nnx.List([LlamaBlock(c, rngs=rngs) for _ in range(c.num_layers)])
+    self.blocks = nnx.List(
+        [LlamaBlock(c, rngs=rngs) for _ in range(c.num_layers)]
+    )
     self.final_norm = nnx.Param(jnp.ones((c.hidden_size,), c.dtype))
     self.lm_head = (
         None
@@ -353,7 +349,8 @@ class Llama(nnx.Module):
     """
     c = self.config
     b, l = tokens.shape
-    x = jnp.take(self.embed[...], tokens, axis=0)  # [B, L, D]
+    # Clip so that padding ids (e.g. -1) cannot put NaN into masked slots.
+    x = jnp.take(self.embed[...], tokens, axis=0, mode="clip")  # [B, L, D]
     rope = rope_angles(positions, c.head_dim, c.rope_theta)
     if cache is None:
       causal = jnp.tril(jnp.ones((l, l), bool))[None]
@@ -382,9 +379,7 @@ class Llama(nnx.Module):
       )
     new_keys, new_values = [], []
     for i, block in enumerate(self.blocks):
-      layer_cache = (
-          None if cache is None else (cache.keys[i], cache.values[i])
-      )
+      layer_cache = None if cache is None else (cache.keys[i], cache.values[i])
       x, layer_cache = block(x, rope, mask, c, layer_cache, write_slots)
       if layer_cache is not None:
         new_keys.append(layer_cache[0])
@@ -429,4 +424,3 @@ def apply(
       attention_mask,
       return_hidden=return_hidden,
   )
-

@@ -113,9 +113,9 @@ def _field(reader, key: str, default: Any = None) -> Any:
   return field.contents()
 
 
-def gguf_config(reader, *, dtype=jnp.float32, path: str = "") -> (
-    llama_lib.LlamaConfig
-):
+def gguf_config(
+    reader, *, dtype=jnp.float32, path: str = ""
+) -> llama_lib.LlamaConfig:
   """The ``LlamaConfig`` described by a GGUF file's metadata.
 
   Args:
@@ -219,9 +219,7 @@ def _gguf_params(reader, config: llama_lib.LlamaConfig, path: str):
     if t is None:
       raise ModelFileError(f"GGUF file {path} lacks tensor {name}.")
     try:
-      a = np.asarray(
-          gguf.quants.dequantize(t.data, t.tensor_type), np.float32
-      )
+      a = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
     except Exception as e:  # pylint: disable=broad-except
       raise ModelFileError(
           f"GGUF file {path}: cannot dequantise {name}: {e}"
@@ -246,9 +244,7 @@ def _gguf_params(reader, config: llama_lib.LlamaConfig, path: str):
   for i in range(c.num_layers):
     p = f"blk.{i}."
     q = _unpermute_rope_rows(get(p + "attn_q.weight", (qd, d)), c.num_heads)
-    k = _unpermute_rope_rows(
-        get(p + "attn_k.weight", (kd, d)), c.num_kv_heads
-    )
+    k = _unpermute_rope_rows(get(p + "attn_k.weight", (kd, d)), c.num_kv_heads)
     v = get(p + "attn_v.weight", (kd, d))
     gate = get(p + "ffn_gate.weight", (f, d))
     up = get(p + "ffn_up.weight", (f, d))
@@ -283,14 +279,16 @@ def _byte_level_pre_tokenizer(pre: str | None):
         [pre_tokenizers.Digits(individual_digits=True), byte_level]
     )
   if pre in ("llama-bpe", "llama3", "smaug-bpe"):
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(
-            Regex(_LLAMA3_PATTERN), behavior="isolated", invert=False
-        ),
-        pre_tokenizers.ByteLevel(
-            add_prefix_space=False, trim_offsets=True, use_regex=False
-        ),
-    ])
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(_LLAMA3_PATTERN), behavior="isolated", invert=False
+            ),
+            pre_tokenizers.ByteLevel(
+                add_prefix_space=False, trim_offsets=True, use_regex=False
+            ),
+        ]
+    )
   return byte_level
 
 
@@ -343,11 +341,13 @@ def gguf_tokenizer(reader, *, path: str = ""):
     )
     tk.decoder = decoders.ByteLevel()
     # 3 = CONTROL, 4 = USER_DEFINED in llama.cpp's token types.
-    tk.add_special_tokens([
-        AddedToken(t, special=True, normalized=False)
-        for t, ty in zip(tokens, types)
-        if ty in (3, 4)
-    ])
+    tk.add_special_tokens(
+        [
+            AddedToken(t, special=True, normalized=False)
+            for t, ty in zip(tokens, types)
+            if ty in (3, 4)
+        ]
+    )
     if add_bos and bos is not None:
       tk.post_processor = processors.TemplateProcessing(
           single=f"{bos} $A",
@@ -443,8 +443,9 @@ def load_gguf(
 
 @functools.lru_cache(maxsize=2)
 def _load_default_gguf(dtype_name: str) -> LoadedModel:
-  return _load_gguf(default_gguf_path(), jnp.dtype(dtype_name),
-                    DEFAULT_GGUF_SHA256)
+  return _load_gguf(
+      default_gguf_path(), jnp.dtype(dtype_name), DEFAULT_GGUF_SHA256
+  )
 
 
 def _load_gguf(path: str, dtype, expected_sha256: str | None) -> LoadedModel:
@@ -488,9 +489,11 @@ def hf_config(hf_config_obj, *, dtype=jnp.float32) -> llama_lib.LlamaConfig:
         f"Unsupported model_type {model_type!r}: only "
         f"{SUPPORTED_HF_MODEL_TYPES}."
     )
-  rope = getattr(c, "rope_parameters", None) or getattr(
-      c, "rope_scaling", None
-  ) or {}
+  rope = (
+      getattr(c, "rope_parameters", None)
+      or getattr(c, "rope_scaling", None)
+      or {}
+  )
   rope_type = rope.get("rope_type", rope.get("type", "default"))
   if rope_type not in ("default", None):
     raise ModelFileError(f"Unsupported rope scaling {rope_type!r}.")

@@ -1,0 +1,270 @@
+"""Tests for jitrl_jax.models.llama.
+
+Parity with the reference implementation (transformers + torch on the same
+GGUF file, tests/testdata/reference_logits.npz written by
+tools/make_reference_logits.py), KV-cache consistency, ragged batches and
+masks on a tiny random model.
+"""
+
+import os
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jitrl_jax.models import llama as llama_lib
+from jitrl_jax.models import loading
+
+FIXTURE = os.path.join(
+    os.path.dirname(__file__), "testdata", "reference_logits.npz"
+)
+TINY = llama_lib.LlamaConfig(
+    vocab_size=61,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    rope_theta=500.0,
+    max_position_embeddings=64,
+)
+
+apply = jax.jit(llama_lib.apply, static_argnames="return_hidden")
+
+
+def tiny_model(config=TINY, seed=0):
+  """A Llama with random numpy weights (no per-op compiles at set-up)."""
+  abstract = nnx.eval_shape(lambda: llama_lib.Llama(config, rngs=nnx.Rngs(0)))
+  graphdef, state = nnx.split(abstract)
+  rng = np.random.default_rng(seed)
+  values = jax.tree.map(
+      lambda x: jnp.asarray(
+          (1.0 if x.ndim == 1 else 0.0)
+          + 0.3 * rng.standard_normal(x.shape, np.float32),
+          x.dtype,
+      ),
+      nnx.to_pure_dict(state),
+  )
+  nnx.replace_by_pure_dict(state, values)
+  return nnx.merge(graphdef, state)
+
+
+class ReferenceParityTest(parameterized.TestCase):
+  """The embedded SmolLM2 GGUF in Flax against transformers + torch."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.lm = loading.load_gguf()
+    cls.ref = dict(np.load(FIXTURE))
+    cls.graphdef, cls.state = nnx.split(cls.lm.model)
+    # All prompts in one right-padded batch: one compilation.
+    lengths = cls.ref["lengths"]
+    ids = np.where(cls.ref["token_ids"] >= 0, cls.ref["token_ids"], 0)
+    n, l = ids.shape
+    positions = np.broadcast_to(np.arange(l), (n, l))
+    mask = np.arange(l)[None, :] < lengths[:, None]
+    logits, _ = apply(
+        cls.graphdef,
+        cls.state,
+        jnp.asarray(ids),
+        jnp.asarray(positions),
+        attention_mask=jnp.asarray(mask),
+    )
+    cls.last_logits = np.asarray(logits)[np.arange(n), lengths - 1]  # [n, V]
+
+  def test_config_read_from_metadata(self):
+    c = self.lm.config
+    self.assertEqual(
+        (c.num_layers, c.num_heads, c.num_kv_heads, c.hidden_size),
+        (30, 9, 3, 576),
+    )
+    self.assertEqual((c.intermediate_size, c.vocab_size), (1536, 49152))
+    self.assertEqual(c.head_dim, 64)
+    self.assertAlmostEqual(c.rope_theta, 1e5)
+    self.assertTrue(c.tie_word_embeddings)
+
+  def test_tokenizer_matches_reference(self):
+    for text, ids, n in zip(
+        self.ref["texts"], self.ref["token_ids"], self.ref["lengths"]
+    ):
+      got = self.lm.tokenizer.encode(str(text), add_special_tokens=False)
+      self.assertEqual(got, ids[:n].tolist(), msg=str(text))
+
+  def test_logits_match_reference(self):
+    max_diff = 0.0
+    for i in range(len(self.ref["lengths"])):
+      ours = self.last_logits[i]
+      ref_ids = self.ref["top_ids"][i]
+      diff = np.abs(ours[ref_ids] - self.ref["top_logits"][i]).max()
+      max_diff = max(max_diff, float(diff))
+      np.testing.assert_array_equal(np.argsort(-ours)[:5], ref_ids[:5])
+      m = ours.max()
+      lse = m + np.log(np.exp(ours - m).sum())
+      np.testing.assert_allclose(
+          [m, ours.mean(), ours.std(), lse],
+          self.ref["stats"][i],
+          atol=1e-3,
+      )
+    # Measured: about 4e-5 (transformers 5.12 + torch 2.13, float32).
+    self.assertLessEqual(max_diff, 1e-3)
+
+
+class TinyLlamaTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.model = tiny_model()
+    cls.graphdef, cls.state = nnx.split(cls.model)
+    rng = np.random.default_rng(0)
+    cls.tokens = jnp.asarray(rng.integers(0, TINY.vocab_size, (2, 10)))
+    cls.positions = jnp.broadcast_to(jnp.arange(10), (2, 10))
+
+  def full(self, tokens, positions=None, mask=None):
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    return apply(self.graphdef, self.state, tokens, positions, None, mask)[0]
+
+  def test_shapes_and_dtype(self):
+    logits, cache = apply(
+        self.graphdef, self.state, self.tokens, self.positions
+    )
+    chex.assert_shape(logits, (2, 10, TINY.vocab_size))
+    self.assertEqual(logits.dtype, jnp.float32)
+    self.assertIsNone(cache)
+    hidden, _ = apply(
+        self.graphdef,
+        self.state,
+        self.tokens,
+        self.positions,
+        return_hidden=True,
+    )
+    chex.assert_shape(hidden, (2, 10, TINY.hidden_size))
+    unembed = jax.jit(lambda m, h: m.unembed(h))
+    np.testing.assert_allclose(
+        unembed(self.model, hidden), logits, rtol=1e-5, atol=1e-5
+    )
+
+  def test_causal(self):
+    # Changing a later token leaves earlier logits unchanged.
+    logits = self.full(self.tokens)
+    changed = self.tokens.at[:, 7].set((self.tokens[:, 7] + 1) % 61)
+    logits2 = self.full(changed)
+    np.testing.assert_allclose(logits[:, :7], logits2[:, :7], atol=1e-5)
+    self.assertGreater(
+        float(jnp.abs(logits[:, 7:] - logits2[:, 7:]).max()), 1e-3
+    )
+
+  @parameterized.parameters(1, 3, 4)
+  def test_incremental_cache_matches_full(self, chunk):
+    logits = self.full(self.tokens)
+    cache = llama_lib.init_cache(TINY, 2, 12)
+    outs = []
+    for start in range(0, 10, chunk):
+      sl = slice(start, min(start + chunk, 10))
+      out, cache = apply(
+          self.graphdef,
+          self.state,
+          self.tokens[:, sl],
+          self.positions[:, sl],
+          cache,
+      )
+      outs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), logits, atol=1e-5)
+    np.testing.assert_array_equal(
+        cache.valid, jnp.arange(12)[None].repeat(2, 0) < 10
+    )
+
+  def test_padding_mask_matches_unpadded(self):
+    # Row 1 is right-padded after 6 tokens (pad id -1 is clipped, harmless).
+    tokens = self.tokens.at[1, 6:].set(-1)
+    mask = jnp.arange(10)[None] < jnp.asarray([[10], [6]])
+    logits = self.full(tokens, mask=mask)
+    alone = self.full(self.tokens[1:, :6])
+    np.testing.assert_allclose(logits[1, :6], alone[0], atol=1e-5)
+    self.assertTrue(np.all(np.isfinite(np.asarray(logits))))
+
+  def test_left_padded_cache_matches_unpadded(self):
+    # Row 0: 4 pads then 6 tokens at positions 0..5; written to slots 0..5.
+    real = self.tokens[0, :6]
+    tokens = jnp.concatenate([jnp.zeros((4,), jnp.int32), real])[None]
+    positions = jnp.maximum(jnp.arange(10) - 4, 0)[None]
+    mask = (jnp.arange(10) >= 4)[None]
+    cache = llama_lib.init_cache(TINY, 1, 8)
+    logits, cache = apply(
+        self.graphdef, self.state, tokens, positions, cache, mask
+    )
+    alone = self.full(real[None])
+    np.testing.assert_allclose(logits[0, 4:], alone[0], atol=1e-5)
+    np.testing.assert_array_equal(cache.valid[0], jnp.arange(8) < 6)
+
+  def test_full_mask_equals_default_causal(self):
+    l = 10
+    causal = jnp.broadcast_to(jnp.tril(jnp.ones((l, l), bool)), (2, l, l))
+    np.testing.assert_allclose(
+        self.full(self.tokens, mask=causal), self.full(self.tokens), atol=1e-6
+    )
+
+  def test_rotary_depends_on_relative_positions(self):
+    # Rotary embeddings: only relative positions matter for attention.
+    shifted = self.full(self.tokens, self.positions + 5)
+    np.testing.assert_allclose(shifted, self.full(self.tokens), atol=1e-4)
+
+  @parameterized.named_parameters(
+      (
+          "mha_untied_bias",
+          dict(
+              num_kv_heads=4,
+              tie_word_embeddings=False,
+              attention_bias=True,
+              attention_out_bias=True,
+          ),
+      ),
+      ("mqa", dict(num_kv_heads=1)),
+  )
+  def test_variants_run_and_cache(self, overrides):
+    config = llama_lib.LlamaConfig(**{**TINY.__dict__, **overrides})
+    graphdef, state = nnx.split(tiny_model(config))
+    logits, _ = apply(graphdef, state, self.tokens, self.positions)
+    chex.assert_shape(logits, (2, 10, TINY.vocab_size))
+    cache = llama_lib.init_cache(config, 2, 10)
+    cached, _ = apply(graphdef, state, self.tokens, self.positions, cache)
+    np.testing.assert_allclose(cached, logits, atol=1e-5)
+
+  def test_bfloat16_option(self):
+    config = llama_lib.LlamaConfig(**{**TINY.__dict__, "dtype": jnp.bfloat16})
+    model = tiny_model(config)
+    logits, _ = apply(*nnx.split(model), self.tokens, self.positions)
+    self.assertEqual(logits.dtype, jnp.float32)
+    self.assertEqual(model.embed[...].dtype, jnp.bfloat16)
+    ref, _ = apply(self.graphdef, self.state, self.tokens, self.positions)
+    # bfloat16 keeps ~3 significant digits: compare the distributions.
+    np.testing.assert_allclose(
+        jax.nn.softmax(logits), jax.nn.softmax(ref), atol=0.05
+    )
+
+  def test_bad_heads(self):
+    with self.assertRaisesRegex(ValueError, "multiple"):
+      llama_lib.LlamaConfig(**{**TINY.__dict__, "num_kv_heads": 3})
+
+  def test_jit_compiles_once(self):
+    @chex.assert_max_traces(n=1)
+    def forward(graphdef, state, tokens, positions):
+      return llama_lib.apply(graphdef, state, tokens, positions)[0]
+
+    f = jax.jit(forward)
+    f(self.graphdef, self.state, self.tokens, self.positions)
+    f(self.graphdef, self.state, self.tokens + 1, self.positions)
+    # nnx.split again gives an equal graphdef: no retrace.
+    graphdef, state = nnx.split(self.model)
+    f(graphdef, state, self.tokens, self.positions)
+
+
+if __name__ == "__main__":
+  absltest.main()
