@@ -1,0 +1,285 @@
+"""Retrieval: the top-k neighbours of a state in memory, with fixed shapes.
+
+JitRL (arXiv 2601.18510, SPEC.md section 4) scores every valid memory entry
+against the current state, keeps those at or above a threshold tau and
+returns the k most similar. Ties are broken by higher return, then by
+recency (higher `inserted_at`), so the order is a lexicographic
+(similarity desc, return desc, recency desc). All outputs have shape [K]
+with a mask.
+
+Which entries count. An entry is a neighbour when it is valid, its
+similarity is >= threshold, AND its similarity is > 0. The last clause means
+that an entry with nothing in common with the query (or any entry, when the
+query is all padding) is never a neighbour, even with the default threshold
+0.0: returns from unrelated states would otherwise flood V(s).
+
+Selection in O(M). A full `lax.sort` of M = 1e5 scores with three keys
+costs ~50 ms on CPU, far more than the similarity scan. Instead three
+`lax.top_k` passes of size K find (1) the entries above the K-th largest
+similarity s*, (2) among the entries tied at s*, those above the needed
+return r*, (3) among those tied at (s*, r*), the most recent; a final
+`lax.sort` of the <= 3K survivors with `num_keys=4` orders them. The result
+equals the full lexicographic sort (tests check it against NumPy).
+
+Exact tier (the reference's "keep every entry with similarity > 0.98 even
+past k"): with fixed shapes it becomes a second cap. With k_exact > 0 the
+output has K = k + k_exact slots: the first k are the usual top k, and the
+next k_exact hold the following entries in the same order, masked unless
+their similarity is > exact_threshold.
+
+Returns are assumed finite; `inserted_at` is unique among valid entries (it
+is the insertion counter).
+
+Dimension letters: M memory rows, K output slots, W bitset words, V views.
+"""
+
+from typing import NamedTuple, Sequence
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+from jitrl_jax import memory as memory_lib
+from jitrl_jax import similarity
+from jitrl_jax import token_sets
+
+MemoryState = memory_lib.MemoryState
+TokenSet = token_sets.TokenSet
+
+
+class Neighbours(NamedTuple):
+  """Retrieved neighbours, best first; masked slots come last."""
+
+  indices: jax.Array  # [K] int32 memory rows (0 where masked).
+  similarities: jax.Array  # [K] float32 (0 where masked).
+  action_ids: jax.Array  # [K] int32 (0 where masked).
+  returns: jax.Array  # [K] float32 (0 where masked).
+  mask: jax.Array  # [K] bool, True for a real neighbour.
+
+
+def reference_threshold(step, *, tau0: float = 0.95) -> jax.Array:
+  """The reference's threshold schedule: tau_t = tau0 - 0.1 * min(t/20, 1).
+
+  Args:
+    step: [] t, the step within the episode (int or traced).
+    tau0: the initial threshold (0.95 for text games).
+
+  Returns:
+    [] float32, from tau0 at t = 0 down to tau0 - 0.1 from t = 20 on.
+  """
+  t = jnp.asarray(step, jnp.float32)
+  return (tau0 - 0.1 * jnp.minimum(t / 20.0, 1.0)).astype(jnp.float32)
+
+
+def _top_lexicographic(sim, ret, rec, keep, k: int):
+  """Indices of the k best kept entries by (sim, ret, rec), all descending.
+
+  Args:
+    sim: [M] float32.
+    ret: [M] float32 (finite).
+    rec: [M] int32, unique among kept entries.
+    keep: [M] bool.
+    k: static, 1 <= k <= M.
+
+  Returns:
+    (indices [k] int32 best first, mask [k] bool), masked slots last.
+  """
+  neg_inf = jnp.float32(-jnp.inf)
+  # Pass 1: everything strictly above the k-th largest similarity s*.
+  v1, i1 = lax.top_k(jnp.where(keep, sim, neg_inf), k)
+  s_star = v1[k - 1]
+  sel1 = v1 > s_star  # all kept, since s* >= -inf.
+  n1 = jnp.sum(sel1, dtype=jnp.int32)
+  # Pass 2: entries tied at s* (none if fewer than k are kept); r of them
+  # are still needed.
+  tied = keep & (sim == s_star) & (s_star > neg_inf)
+  need = k - n1
+  v2, i2 = lax.top_k(jnp.where(tied, ret, neg_inf), k)
+  r_star = v2[jnp.clip(need - 1, 0, k - 1)]
+  sel2 = (v2 > r_star) & tied[i2]
+  n2 = jnp.sum(sel2, dtype=jnp.int32)
+  # Pass 3: entries tied at (s*, r*): the most recent ones.
+  tied2 = tied & (ret == r_star)
+  v3, i3 = lax.top_k(jnp.where(tied2, rec, jnp.iinfo(jnp.int32).min), k)
+  del v3
+  sel3 = (jnp.arange(k) < need - n2) & tied2[i3]
+  # Order the <= k selected survivors of the 3k candidates.
+  idx = jnp.concatenate([i1, i2, i3]).astype(jnp.int32)
+  sel = jnp.concatenate([sel1, sel2, sel3])
+  _, _, _, _, order_idx = lax.sort(
+      (
+          (~sel).astype(jnp.int32),
+          -sim[idx],
+          -ret[idx],
+          -rec[idx],
+          idx,
+      ),
+      num_keys=4,
+  )
+  mask = jnp.arange(k) < jnp.sum(sel, dtype=jnp.int32)
+  return jnp.where(mask, order_idx[:k], 0), mask
+
+
+def top_k_from_similarities(
+    memory: MemoryState,
+    similarities: jax.Array,
+    *,
+    k: int,
+    threshold=0.0,
+    k_exact: int = 0,
+    exact_threshold: float = 0.98,
+) -> Neighbours:
+  """Neighbours from precomputed similarities (see the module docstring).
+
+  Args:
+    memory: the memory (valid, returns, action_ids, inserted_at are used).
+    similarities: [M] float32 similarity of each row to the query.
+    k: static number of neighbours, >= 1; may exceed M (extra slots masked).
+    threshold: [] keep entries with similarity >= threshold (and > 0).
+    k_exact: static size of the exact tier (0: none).
+    exact_threshold: similarity above which exact-tier entries count.
+
+  Returns:
+    Neighbours with K = k + k_exact slots.
+  """
+  if k < 1 or k_exact < 0:
+    raise ValueError(f"need k >= 1 and k_exact >= 0, got {k}, {k_exact}")
+  m = memory_lib.capacity(memory)
+  if jnp.shape(similarities) != (m,):
+    raise ValueError(
+        f"similarities must be [{m}], got {jnp.shape(similarities)}"
+    )
+  sim = similarities.astype(jnp.float32)
+  keep = memory.valid & (sim >= threshold) & (sim > 0)
+  total = k + k_exact
+  kk = min(total, m)
+  idx, mask = _top_lexicographic(
+      sim, memory.returns.astype(jnp.float32), memory.inserted_at, keep, kk
+  )
+  if kk < total:  # More slots than memory rows: pad with masked slots.
+    idx = jnp.concatenate([idx, jnp.zeros((total - kk,), jnp.int32)])
+    mask = jnp.concatenate([mask, jnp.zeros((total - kk,), bool)])
+  sims = sim[idx]
+  if k_exact:
+    mask = mask & ((jnp.arange(total) < k) | (sims > exact_threshold))
+  zero = lambda x: jnp.where(mask, x, jnp.zeros_like(x))
+  return Neighbours(
+      indices=zero(idx),
+      similarities=zero(sims),
+      action_ids=zero(memory.action_ids[idx]),
+      returns=zero(memory.returns[idx]),
+      mask=mask,
+  )
+
+
+def top_k_neighbours(
+    memory: MemoryState,
+    query_views: Sequence[TokenSet],
+    *,
+    k: int,
+    weights,
+    threshold=0.0,
+    k_exact: int = 0,
+    exact_threshold: float = 0.98,
+    method: str = "hash",
+) -> Neighbours:
+  """The top-k neighbours of a query by exact weighted Jaccard similarity.
+
+  sim[m] = sum_v w_v J(q_v, memory_v[m]); keep valid entries with
+  threshold <= sim and sim > 0; order by (sim, return, recency) descending.
+
+  Args:
+    memory: the memory, M rows.
+    query_views: V TokenSets, view v ids [S_v], counts [S_v].
+    k: static number of neighbours (may exceed M: extra slots masked).
+    weights: [V] view weights, e.g. (0.3, 0.7).
+    threshold: [] similarity threshold tau (may be traced, e.g.
+      `reference_threshold(step)`).
+    k_exact: static size of the exact tier (0: none); output K = k + k_exact.
+    exact_threshold: exact-tier similarity bar (strictly above).
+    method: exact kernel, see `similarity.jaccard`.
+
+  Returns:
+    Neighbours, each field [k + k_exact].
+  """
+  sims = similarity.memory_similarity(
+      query_views, memory.views, weights, method=method
+  )
+  return top_k_from_similarities(
+      memory,
+      sims,
+      k=k,
+      threshold=threshold,
+      k_exact=k_exact,
+      exact_threshold=exact_threshold,
+  )
+
+
+def memory_bitsets(
+    memory: MemoryState, *, n_bits: int = 2048
+) -> tuple[jax.Array, ...]:
+  """Bitsets of every memory row and view, for `top_k_neighbours_bitset`.
+
+  Memory changes only at episode end, so compute these once per episode
+  (after `add_episode` or `load`) and reuse them for every step.
+
+  Args:
+    memory: the memory.
+    n_bits: bitset width (power of two >= 32).
+
+  Returns:
+    V arrays [M, n_bits // 32] uint32 (empty rows give all-zero bitsets).
+  """
+  to_bits = jax.vmap(lambda ts: similarity.to_bitset(ts, n_bits=n_bits))
+  return tuple(to_bits(view) for view in memory.views)
+
+
+def query_bitsets(
+    query_views: Sequence[TokenSet], *, n_bits: int = 2048
+) -> tuple[jax.Array, ...]:
+  """Bitsets of a query's views: V arrays [n_bits // 32] uint32."""
+  return tuple(similarity.to_bitset(v, n_bits=n_bits) for v in query_views)
+
+
+def top_k_neighbours_bitset(
+    memory: MemoryState,
+    bitsets: Sequence[jax.Array],
+    query_bits: Sequence[jax.Array],
+    *,
+    k: int,
+    weights,
+    threshold=0.0,
+    k_exact: int = 0,
+    exact_threshold: float = 0.98,
+) -> Neighbours:
+  """Like `top_k_neighbours`, with the bitset similarity (set form).
+
+  sim[m] = sum_v w_v popcount(q_v & b_v[m]) / popcount(q_v | b_v[m]); see
+  `similarity.bitset_jaccard` for its error against the exact Jaccard.
+
+  Args:
+    memory: the memory, M rows.
+    bitsets: V arrays [M, W_v] uint32 from `memory_bitsets(memory)`.
+    query_bits: V arrays [W_v] uint32 from `query_bitsets(query_views)`.
+    k: static number of neighbours.
+    weights: [V] view weights.
+    threshold: [] similarity threshold.
+    k_exact: static size of the exact tier.
+    exact_threshold: exact-tier similarity bar.
+
+  Returns:
+    Neighbours, each field [k + k_exact].
+  """
+  m = memory_lib.capacity(memory)
+  for v, b in enumerate(bitsets):
+    if jnp.shape(b)[:1] != (m,):
+      raise ValueError(f"bitsets[{v}] must be [{m}, W], got {jnp.shape(b)}")
+  sims = similarity.memory_bitset_similarity(query_bits, bitsets, weights)
+  return top_k_from_similarities(
+      memory,
+      sims,
+      k=k,
+      threshold=threshold,
+      k_exact=k_exact,
+      exact_threshold=exact_threshold,
+  )
