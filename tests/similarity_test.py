@@ -90,15 +90,19 @@ class JaccardTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters("hash", "dense")
   def test_hash_collisions_are_exact(self, method):
-    # Eight ids that all land in slot 5 of the first pass's table (S = 8 ->
-    # T = 2**11), so the table needs several passes.
+    # n ids that all land in slot 5 of the first pass's table (S = 8 ->
+    # T = 2**(3 + _TABLE_LOG2_EXTRA)). n = 2: one leftover, compared
+    # directly; n = 8: 7 leftovers, 4 compared directly and 3 placed by
+    # further passes of the while loop.
+    log2_t = 3 + similarity._TABLE_LOG2_EXTRA
     universe = np.arange(200_000)
-    clash = universe[_multiply_shift(universe, 11) == 5][:8]
-    a_ids = list(clash[:8]) + list(clash[:3])  # counts 2,2,2,1,1,1,1,1
-    b_ids = list(clash[2:6]) + [7, 7]
+    clash = universe[_multiply_shift(universe, log2_t) == 5][:8]
     f = self.variant(lambda a, b: similarity.jaccard(a, b, method=method))
-    got = f(_ts(a_ids, 8), _ts(b_ids, 8))
-    np.testing.assert_allclose(got, _oracle_multiset(a_ids, b_ids), rtol=1e-6)
+    for n in (2, 8):
+      a_ids = list(clash[:n]) + list(clash[:3])  # counts 2,2,(2),1,...
+      b_ids = list(clash[1:6]) + [7, 7]
+      got = f(_ts(a_ids, 8), _ts(b_ids, 8))
+      np.testing.assert_allclose(got, _oracle_multiset(a_ids, b_ids), rtol=1e-6)
 
   def test_unknown_method(self):
     with self.assertRaisesRegex(ValueError, "method"):
