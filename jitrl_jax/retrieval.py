@@ -14,12 +14,13 @@ query is all padding) is never a neighbour, even with the default threshold
 0.0: returns from unrelated states would otherwise flood V(s).
 
 Selection in O(M). A full `lax.sort` of M = 1e5 scores with three keys
-costs ~50 ms on CPU, far more than the similarity scan. Instead three
-`lax.top_k` passes of size K find (1) the entries above the K-th largest
-similarity s*, (2) among the entries tied at s*, those above the needed
-return r*, (3) among those tied at (s*, r*), the most recent; a final
-`lax.sort` of the <= 3K survivors with `num_keys=4` orders them. The result
-equals the full lexicographic sort (tests check it against NumPy).
+costs ~50 ms on CPU, far more than the similarity scan. Instead four
+float32 `lax.top_k` passes of size K find (1) the entries above the K-th
+largest similarity s*, (2) among the entries tied at s*, those above the
+needed return r*, (3, 4) among those tied at (s*, r*), the most recent (the
+insertion counter split in two 16-bit halves, exact in float32); a final
+`lax.sort` of the <= 4K survivors orders them. The result equals the full
+lexicographic sort (tests check it against NumPy).
 
 Exact tier (the reference's "keep every entry with similarity > 0.98 even
 past k"): with fixed shapes it becomes a second cap. With k_exact > 0 the
@@ -74,10 +75,18 @@ def reference_threshold(step, *, tau0: float = 0.95) -> jax.Array:
 def _top_lexicographic(sim, ret, rec, keep, k: int):
   """Indices of the k best kept entries by (sim, ret, rec), all descending.
 
+  Tie refinement with float32 `lax.top_k` passes (XLA:CPU has a fast path
+  for float32 top-k, while int32 top-k falls back to a sort, ~100x slower):
+  keys (sim, ret, rec_hi, rec_lo) with rec = rec_hi * 2**16 + rec_lo, each
+  half exact in float32. Pass i keeps the entries strictly above the value
+  at the position still needed, among those tied on every earlier key, and
+  narrows the tie set to that value. rec is unique, so the last pass breaks
+  every tie.
+
   Args:
     sim: [M] float32.
     ret: [M] float32 (finite).
-    rec: [M] int32, unique among kept entries.
+    rec: [M] int32, >= 0 and unique among kept entries.
     keep: [M] bool.
     k: static, 1 <= k <= M.
 
@@ -85,35 +94,37 @@ def _top_lexicographic(sim, ret, rec, keep, k: int):
     (indices [k] int32 best first, mask [k] bool), masked slots last.
   """
   neg_inf = jnp.float32(-jnp.inf)
-  # Pass 1: everything strictly above the k-th largest similarity s*.
-  v1, i1 = lax.top_k(jnp.where(keep, sim, neg_inf), k)
-  s_star = v1[k - 1]
-  sel1 = v1 > s_star  # all kept, since s* >= -inf.
-  n1 = jnp.sum(sel1, dtype=jnp.int32)
-  # Pass 2: entries tied at s* (none if fewer than k are kept); r of them
-  # are still needed.
-  tied = keep & (sim == s_star) & (s_star > neg_inf)
-  need = k - n1
-  v2, i2 = lax.top_k(jnp.where(tied, ret, neg_inf), k)
-  r_star = v2[jnp.clip(need - 1, 0, k - 1)]
-  sel2 = (v2 > r_star) & tied[i2]
-  n2 = jnp.sum(sel2, dtype=jnp.int32)
-  # Pass 3: entries tied at (s*, r*): the most recent ones.
-  tied2 = tied & (ret == r_star)
-  v3, i3 = lax.top_k(jnp.where(tied2, rec, jnp.iinfo(jnp.int32).min), k)
-  del v3
-  sel3 = (jnp.arange(k) < need - n2) & tied2[i3]
-  # Order the <= k selected survivors of the 3k candidates.
-  idx = jnp.concatenate([i1, i2, i3]).astype(jnp.int32)
-  sel = jnp.concatenate([sel1, sel2, sel3])
-  _, _, _, _, order_idx = lax.sort(
-      (
-          (~sel).astype(jnp.int32),
-          -sim[idx],
-          -ret[idx],
-          -rec[idx],
-          idx,
-      ),
+  rec = jnp.maximum(rec, 0)
+  keys = (
+      sim,
+      ret,
+      (rec >> 16).astype(jnp.float32),
+      (rec & 0xFFFF).astype(jnp.float32),
+  )
+  tied, need = keep, jnp.int32(k)
+  cand_idx, cand_sel = [], []
+  for i, key in enumerate(keys):
+    # The barrier keeps XLA:CPU from turning top_k + a constant-index read
+    # (values[k - 1] in the first pass) into a full sort: 0.2 ms -> 60 ms.
+    values, idx = lax.optimization_barrier(
+        lax.top_k(jnp.where(tied, key, neg_inf), k)
+    )
+    member = tied[idx]
+    if i < len(keys) - 1:
+      cut = values[jnp.clip(need - 1, 0, k - 1)]
+      sel = member & (values > cut) & (need > 0)
+      # Fewer tied entries than needed: cut = -inf and all were selected.
+      tied = tied & (key == cut)
+    else:
+      sel = member & (jnp.arange(k) < need)
+    need = need - jnp.sum(sel, dtype=jnp.int32)
+    cand_idx.append(idx)
+    cand_sel.append(sel)
+  # Order the <= k selected survivors of the 4k candidates.
+  idx = jnp.concatenate(cand_idx).astype(jnp.int32)
+  sel = jnp.concatenate(cand_sel)
+  *_, order_idx = lax.sort(
+      ((~sel).astype(jnp.int32), -sim[idx], -ret[idx], -rec[idx], idx),
       num_keys=4,
   )
   mask = jnp.arange(k) < jnp.sum(sel, dtype=jnp.int32)
