@@ -9,17 +9,11 @@ import numpy as np
 
 from jitrl_jax import advantage as adv_lib
 
-try:
-  from jitrl_jax.retrieval import Neighbours  # pylint: disable=g-import-not-at-top
-except ImportError:  # retrieval.py not written yet: same fields as contract.
-  from typing import NamedTuple  # pylint: disable=g-import-not-at-top
+from jitrl_jax import memory as memory_lib
+from jitrl_jax import retrieval
+from jitrl_jax import token_sets
 
-  class Neighbours(NamedTuple):
-    indices: jax.Array
-    similarities: jax.Array
-    action_ids: jax.Array
-    returns: jax.Array
-    mask: jax.Array
+Neighbours = retrieval.Neighbours
 
 
 # Jitted once per shape: eager mode would compile every jnp op separately.
@@ -369,11 +363,14 @@ class EstimatorConsistencyTest(absltest.TestCase):
     np.testing.assert_array_less(np.abs(est.mean(0) - true_a), 4 * se + 1e-6)
 
   def test_converges_as_memory_grows(self):
-    # Four states, four actions, Q[s, a] known; each memory entry is a state
-    # visited with a uniform random action and return Q + N(0, 1). For state
-    # 0 the true A (uniform behaviour) is Q[0] - mean(Q[0]). With k = the
-    # per-state count, the exact neighbours are all of state 0's entries, and
-    # the error falls like 1 / sqrt(n).
+    # Four states (disjoint token sets), four actions, Q[s, a] known. The
+    # memory holds n entries of each state, each with a uniform random
+    # action and return Q + N(0, 1), written with memory.add_episode; the
+    # neighbours of state 0 come from retrieval.top_k_neighbours with k = n,
+    # so they are exactly state 0's entries (similarity 1; other states have
+    # similarity 0 and are never neighbours). True A under the uniform
+    # behaviour: Q[0] - mean(Q[0]) = [.5, -.5, -1.5, 1.5]. The error falls
+    # like 1 / sqrt(n).
     q = jnp.array(
         [
             [1.0, 0.0, -1.0, 2.0],
@@ -384,44 +381,44 @@ class EstimatorConsistencyTest(absltest.TestCase):
     )
     true_a = np.asarray(q[0] - q[0].mean())
     cands, cmask = jnp.arange(4), jnp.ones((4,), bool)
-    neighbours_fn = _neighbours_fn()
+
+    def state_views(states):  # [N] -> one view, ids [N, 6]
+      ids = states[:, None] * 100 + jnp.arange(6)[None, :]
+      return token_sets.TokenSet(
+          ids.astype(jnp.int32), jnp.ones(ids.shape, jnp.float32)
+      )
 
     def error(key, n):
-      k_s, k_a, k_r = jax.random.split(key, 3)
-      states = jax.random.randint(k_s, (4 * n,), 0, 4)
-      states = states.at[:n].set(0)  # at least n entries of state 0
+      k_a, k_r = jax.random.split(key)
+      states = jnp.repeat(jnp.arange(4), n)
       actions = jax.random.randint(k_a, (4 * n,), 0, 4)
       rets = q[states, actions] + jax.random.normal(k_r, (4 * n,))
-      nb = neighbours_fn(states, actions, rets, k=n)
+      memory = memory_lib.add_episode(
+          memory_lib.init(4 * n, (6,)),
+          (state_views(states),),
+          actions,
+          rets,
+          rets,
+          jnp.ones((4 * n,), bool),
+          0,
+          0,
+      )
+      query = jax.tree.map(lambda x: x[0], state_views(jnp.zeros((1,), int)))
+      nb = retrieval.top_k_neighbours(memory, (query,), k=n, weights=(1.0,))
       a = adv_lib.advantages(nb, cands, cmask, key=None).advantages
-      return jnp.mean(jnp.abs(a - true_a))
+      return jnp.mean(jnp.abs(a - true_a)), jnp.sum(nb.mask)
 
     errs = []
     for n in (8, 64, 512):
-      keys = jax.random.split(jax.random.key(n), 16)
-      errs.append(float(jnp.mean(jax.vmap(lambda kk: error(kk, n))(keys))))
+      keys = jax.random.split(jax.random.key(n), 8)
+      err, num = jax.jit(jax.vmap(lambda kk: error(kk, n)))(keys)
+      np.testing.assert_array_equal(num, n)  # exact neighbours only
+      errs.append(float(jnp.mean(err)))
+    # Expected mean |error| ~ 0.8 * sqrt(4 / n) * sqrt(1 + ...): about
+    # 0.6, 0.2, 0.07 for n = 8, 64, 512.
     self.assertLess(errs[1], errs[0])
     self.assertLess(errs[2], errs[1])
     self.assertLess(errs[2], 0.15)
-
-
-def _neighbours_fn():
-  """(states, actions, returns, k) -> Neighbours of a state-0 query."""
-
-  def fn(states, actions, rets, *, k):
-    # Exact neighbours: every entry of state 0, k of them (state 0 has at
-    # least k entries), the ties among them broken by position.
-    score = jnp.where(states == 0, 1.0, 0.0)
-    order = jnp.argsort(-score, stable=True)[:k]
-    return Neighbours(
-        indices=order.astype(jnp.int32),
-        similarities=score[order],
-        action_ids=actions[order].astype(jnp.int32),
-        returns=rets[order],
-        mask=score[order] > 0.5,
-    )
-
-  return fn
 
 
 if __name__ == "__main__":
