@@ -376,6 +376,60 @@ class TinyGgufTest(parameterized.TestCase):
     )
     self.assertEqual((tok.bos_token_id, tok.eos_token_id), (1, 2))
 
+  def test_sentencepiece_vocabulary(self):
+    # tokenizer.ggml.model "llama" (SentencePiece scores, byte fallback)
+    # goes through transformers' GGUF converter; add_bos_token is honoured.
+    pieces = ["▁", "h", "e", "l", "o", "▁h", "he", "▁he", "ll", "▁hell"]
+    pieces += ["▁hello"]
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    tokens += pieces
+    scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
+    types = [2, 3, 3] + [6] * 256 + [1] * len(pieces)
+    path = os.path.join(self.dir, "spm.gguf")
+    d, v = 8, len(tokens)
+    rng = np.random.default_rng(0)
+    w = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    tensors = {"token_embd.weight": w(v, d), "output_norm.weight": w(d)}
+    for name, shape in [
+        ("attn_norm", (d,)),
+        ("ffn_norm", (d,)),
+        ("attn_q", (d, d)),
+        ("attn_k", (d, d)),
+        ("attn_v", (d, d)),
+        ("attn_output", (d, d)),
+        ("ffn_gate", (12, d)),
+        ("ffn_up", (12, d)),
+        ("ffn_down", (d, 12)),
+    ]:
+      tensors[f"blk.0.{name}.weight"] = w(*shape)
+    write_gguf(
+        path,
+        tensors=tensors,
+        metadata={
+            "add_block_count": (1,),
+            "add_context_length": (64,),
+            "add_embedding_length": (d,),
+            "add_feed_forward_length": (12,),
+            "add_head_count": (2,),
+            "add_layer_norm_rms_eps": (1e-5,),
+            "add_tokenizer_model": ("llama",),
+            "add_token_list": (tokens,),
+            "add_token_scores": (scores,),
+            "add_token_types": (types,),
+            "add_bos_token_id": (1,),
+            "add_eos_token_id": (2,),
+            "add_unk_token_id": (0,),
+            "add_add_bos_token": (True,),
+        },
+    )
+    tok = loading.load_gguf(path).tokenizer
+    ids = tok.encode("hello hi!")
+    self.assertEqual(
+        tok.convert_ids_to_tokens(ids),
+        ["<s>", "▁hello", "▁h", "<0x69>", "<0x21>"],
+    )
+    self.assertEqual(tok.decode(ids, skip_special_tokens=True), "hello hi!")
+
   def test_sha_mismatch(self):
     path = os.path.join(self.dir, "tiny.gguf")
     self.write_llama_gguf(path)

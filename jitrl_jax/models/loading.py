@@ -348,12 +348,6 @@ def gguf_tokenizer(reader, *, path: str = ""):
             if ty in (3, 4)
         ]
     )
-    if add_bos and bos is not None:
-      tk.post_processor = processors.TemplateProcessing(
-          single=f"{bos} $A",
-          pair=f"{bos} $A {bos} $B",
-          special_tokens=[(bos, tokens.index(bos))],
-      )
   elif kind == "llama":
     from transformers.integrations import ggml  # pylint: disable=g-import-not-at-top
 
@@ -372,6 +366,12 @@ def gguf_tokenizer(reader, *, path: str = ""):
   else:
     raise ModelFileError(
         f"GGUF file {path}: unsupported tokenizer model {kind!r}."
+    )
+  if add_bos and bos is not None:
+    tk.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A",
+        pair=f"{bos} $A {bos} $B",
+        special_tokens=[(bos, tokens.index(bos))],
     )
   tokenizer = transformers.PreTrainedTokenizerFast(
       tokenizer_object=tk,
@@ -420,9 +420,10 @@ def load_gguf(
   """Loads a Llama-architecture GGUF file.
 
   ``path=None`` loads the embedded SmolLM2-135M-Instruct and checks it
-  against ``DEFAULT_GGUF_SHA256``; that load is cached per process (the
-  returned module is shared: treat it as read-only). Other paths are checked
-  only when ``expected_sha256`` is given.
+  against ``DEFAULT_GGUF_SHA256`` (also when its path is given explicitly);
+  the ``path=None`` load is cached per process (the returned module is
+  shared: treat it as read-only). Other files are checked only when
+  ``expected_sha256`` is given.
 
   Args:
     path: a ``.gguf`` file, or None for the embedded model.
@@ -438,7 +439,17 @@ def load_gguf(
   """
   if path is None:
     return _load_default_gguf(jnp.dtype(dtype).name)
-  return _load_gguf(os.fspath(path), dtype, expected_sha256)
+  path = os.fspath(path)
+  if expected_sha256 is None and _is_default_path(path):
+    expected_sha256 = DEFAULT_GGUF_SHA256
+  return _load_gguf(path, dtype, expected_sha256)
+
+
+def _is_default_path(path: str) -> bool:
+  try:
+    return os.path.samefile(path, default_gguf_path())
+  except (OSError, ModelFileError):
+    return False
 
 
 @functools.lru_cache(maxsize=2)
