@@ -238,8 +238,9 @@ class TinyScoringTest(parameterized.TestCase):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
   def test_one_compile_per_bucket(self):
-    jitted = scoring._score_batch_jit  # pylint: disable=protected-access
-    before = jitted._cache_size()  # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    jitted = scoring._score_batch_jit
+    before = jitted._cache_size()
     for b in range(2):
       for cands in (self.cands[b], self.cands[b][:2]):
         ids, lens = scoring.pad_candidates(cands)
@@ -248,7 +249,7 @@ class TinyScoringTest(parameterized.TestCase):
         )
     # Prompts of 5 and 11 tokens share the 64 bucket; 2 or 3 candidates of
     # up to 4 tokens share the [4, 4] bucket: one compilation in all.
-    self.assertEqual(jitted._cache_size() - before, 1)  # pylint: disable=protected-access
+    self.assertEqual(jitted._cache_size() - before, 1)
 
   def test_bad_lengths(self):
     with self.assertRaisesRegex(ValueError, "prompt_len"):
