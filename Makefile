@@ -46,8 +46,10 @@ format: $(STAMP)
 	$(VPY) -m pyink $(wildcard $(FORMAT_DIRS))
 	$(VPY) tools/bazel/gen_build.py
 
+# Executes colabs/*.ipynb top to bottom in fresh kernels with the small CI
+# settings (JITRL_NOTEBOOK_SMOKE=1; set it to 0 for the full settings).
 notebooks: $(STAMP)
-	$(VPY) -m pytest -q tests/notebooks_test.py
+	JITRL_NOTEBOOK_RUN=1 $(VPY) -m pytest -q --durations=0 tests/notebooks_test.py
 
 clean:
 	rm -rf $(VENV) bazel-* .pytest_cache
