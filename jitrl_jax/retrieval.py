@@ -104,14 +104,16 @@ def _top_lexicographic(sim, ret, rec, keep, k: int):
   tied, need = keep, jnp.int32(k)
   cand_idx, cand_sel = [], []
   for i, key in enumerate(keys):
-    # The barrier keeps XLA:CPU from turning top_k + a constant-index read
-    # (values[k - 1] in the first pass) into a full sort: 0.2 ms -> 60 ms.
-    values, idx = lax.optimization_barrier(
-        lax.top_k(jnp.where(tied, key, neg_inf), k)
-    )
+    values, idx = lax.top_k(jnp.where(tied, key, neg_inf), k)
     member = tied[idx]
     if i < len(keys) - 1:
-      cut = values[jnp.clip(need - 1, 0, k - 1)]
+      if i == 0:
+        # need == k: the last (smallest) value. Not values[k - 1]: XLA:CPU
+        # rewrites top_k + a constant-index read into a full sort (0.2 ms
+        # -> 60 ms at M = 1e5).
+        cut = jnp.min(values)
+      else:
+        cut = values[jnp.clip(need - 1, 0, k - 1)]
       sel = member & (values > cut) & (need > 0)
       # Fewer tied entries than needed: cut = -inf and all were selected.
       tied = tied & (key == cut)
