@@ -164,14 +164,9 @@ def shard_memory(
 def _local_candidates(memory, sims, threshold, total: int, offset):
   """A shard's best `total` rows, in the retrieval order, as candidates.
 
-  The rule of `retrieval.top_k_from_similarities`: keep valid rows with
-  threshold <= similarity and similarity > 0; order by (similarity,
-  return, recency) descending. Done here with one full five-key `lax.sort`
-  of the shard's rows (M / D of them) rather than retrieval's three
-  `lax.top_k` passes: those sit behind an `lax.optimization_barrier`,
-  which XLA:CPU (jax 0.10.2) fails to compile inside a multi-device
-  `shard_map` (hlo_casting_utils "optimization_barrier ... cannot be
-  downcasted to HloGetTupleElementInstruction"). Same order, same result.
+  `retrieval.top_k_from_similarities` on the shard (threshold, similarity
+  > 0, order similarity desc, return desc, recency desc), plus each row's
+  recency for the global merge and the offset to global row indices.
 
   Args:
     memory: the local shard of the memory (M / D rows).
@@ -184,27 +179,17 @@ def _local_candidates(memory, sims, threshold, total: int, offset):
     (index, similarity, action_id, return, recency, mask), each [K]; index
     is global; masked slots are zeros.
   """
-  m = memory_lib.capacity(memory)
-  sim = sims.astype(jnp.float32)
-  ret = memory.returns.astype(jnp.float32)
-  rec = memory.inserted_at
-  keep = memory.valid & (sim >= threshold) & (sim > 0)
-  rows = jnp.arange(m, dtype=jnp.int32)
-  *_, order = lax.sort(
-      ((~keep).astype(jnp.int32), -sim, -ret, -rec, rows), num_keys=5
+  nb = retrieval.top_k_from_similarities(
+      memory, sims, k=total, threshold=threshold
   )
-  take = order[: min(total, m)]
-  if m < total:  # Fewer rows than slots: pad with masked slots.
-    take = jnp.concatenate([take, jnp.zeros((total - m,), jnp.int32)])
-  mask = keep[take] & (jnp.arange(total) < m)
-  zero = lambda x: jnp.where(mask, x, jnp.zeros_like(x))
+  zero = lambda x: jnp.where(nb.mask, x, jnp.zeros_like(x))
   return (
-      zero(take + offset),
-      zero(sim[take]),
-      zero(memory.action_ids[take]),
-      zero(ret[take]),
-      zero(rec[take]),
-      mask,
+      zero(nb.indices + offset),
+      nb.similarities,
+      nb.action_ids,
+      nb.returns.astype(jnp.float32),
+      zero(memory.inserted_at[nb.indices]),
+      nb.mask,
   )
 
 
@@ -222,7 +207,7 @@ def _merge(candidates, *, total: int, k: int, exact_threshold: float):
     Neighbours with fields [K].
   """
   index, sim, action, ret, rec, mask = candidates
-  # Same keys as retrieval._top_lexicographic: masked last, then similarity,
+  # The keys of retrieval's final sort: masked last, then similarity,
   # return and recency, all descending (recency is unique among real
   # entries, so the global index key only orders the masked slots).
   _, _, _, _, _, index, sim, action, ret = lax.sort(
