@@ -25,7 +25,7 @@ import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLABS = ROOT / "colabs"
-NOTEBOOKS = ("01_quickstart", "02_theory_lab")
+NOTEBOOKS = ("01_quickstart", "02_theory_lab", "03_text_game")
 COLAB_URL = (
     "https://colab.research.google.com/github/jitrl-jax/jitrl-jax/blob/main/"
     "colabs/{}.ipynb"
