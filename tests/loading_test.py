@@ -248,6 +248,30 @@ class HuggingFaceDirTest(parameterized.TestCase):
     )
     self.assertIsNotNone(loaded.tokenizer.chat_template)
 
+  def test_config_conversion(self):
+    import transformers  # pylint: disable=g-import-not-at-top
+
+    mistral = loading.hf_config(
+        transformers.MistralConfig(
+            sliding_window=4096, max_position_embeddings=32768
+        )
+    )
+    self.assertEqual(mistral.max_position_embeddings, 4096)  # the window
+    self.assertFalse(mistral.attention_bias)
+    qwen = loading.hf_config(transformers.Qwen2Config())
+    self.assertTrue(qwen.attention_bias)
+    self.assertFalse(qwen.attention_out_bias)
+    with self.assertRaisesRegex(loading.ModelFileError, "rope scaling"):
+      loading.hf_config(
+          transformers.LlamaConfig(
+              rope_parameters={
+                  "rope_type": "linear",
+                  "factor": 2.0,
+                  "rope_theta": 1e4,
+              }
+          )
+      )
+
   def test_missing_config(self):
     with self.assertRaisesRegex(loading.ModelFileError, "config.json"):
       loading.load_hf_dir(self.dir)

@@ -488,7 +488,8 @@ def hf_config(hf_config_obj, *, dtype=jnp.float32) -> llama_lib.LlamaConfig:
     dtype: parameter dtype.
 
   Returns:
-    The config.
+    The config. With sliding-window attention (Mistral), the context is cut
+    to the window, inside which attention is plain causal attention.
 
   Raises:
     ModelFileError: an unsupported model type or feature.
@@ -515,6 +516,12 @@ def hf_config(hf_config_obj, *, dtype=jnp.float32) -> llama_lib.LlamaConfig:
     raise ModelFileError("MLP biases are not supported.")
   heads = c.num_attention_heads
   head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+  context = int(c.max_position_embeddings)
+  window = getattr(c, "sliding_window", None)
+  if window and getattr(c, "use_sliding_window", True):
+    # Sliding-window attention is not implemented; within the window it is
+    # plain causal attention, so the usable context is the window.
+    context = min(context, int(window))
   if model_type == "qwen2":
     qkv_bias, out_bias = True, False
   else:
@@ -529,7 +536,7 @@ def hf_config(hf_config_obj, *, dtype=jnp.float32) -> llama_lib.LlamaConfig:
       head_dim=head_dim,
       rope_theta=float(theta),
       rms_norm_eps=float(c.rms_norm_eps),
-      max_position_embeddings=int(c.max_position_embeddings),
+      max_position_embeddings=context,
       tie_word_embeddings=bool(getattr(c, "tie_word_embeddings", False)),
       dtype=dtype,
       attention_bias=qkv_bias,
