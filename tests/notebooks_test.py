@@ -1,4 +1,4 @@
-"""The colabs: committed without outputs, and executed top to bottom.
+"""The colabs and the README's code: committed clean, and they run.
 
 Each notebook runs in a fresh kernel of this very interpreter (the venv's
 python: a kernelspec naming `sys.executable` is written to a temporary
@@ -9,12 +9,16 @@ and the test fails on the first cell that raises.
 Executing the notebooks takes minutes (the 135M LM on CPU), so it runs only
 when JITRL_NOTEBOOK_RUN=1, which `make notebooks` sets; `make test` checks
 the cheap structural properties only. `JITRL_NOTEBOOK_SMOKE=0 make notebooks`
-runs them with their full (Colab) settings.
+runs them with their full (Colab) settings. The README's ```python blocks
+are run the same way, each in its own interpreter (with 8 fake CPU devices
+for the sharding example).
 """
 
 import json
 import os
 import pathlib
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +39,12 @@ KERNEL_NAME = "jitrl-jax-test-python"
 # Generous: the first cell that loads and compiles the LM takes about a
 # minute on a busy 2-core machine.
 CELL_TIMEOUT_S = 1200
+
+
+def readme_python_blocks() -> list[str]:
+  """The ```python code blocks of README.md, in order."""
+  text = (ROOT / "README.md").read_text()
+  return re.findall(r"^```python\n(.*?)^```$", text, flags=re.M | re.S)
 
 
 def _read(name: str):
@@ -60,6 +70,31 @@ def _kernelspec_dir() -> str:
   with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
     json.dump(spec, f)
   return root
+
+
+README_HEAD = """\
+# jitrl-jax
+
+```
+make demo   # creates .venv, installs everything, runs the main job, prints where the results are
+make test   # creates .venv if needed, runs every test
+```
+"""
+
+
+class ReadmeTest(absltest.TestCase):
+
+  def test_starts_with_the_two_commands(self):
+    text = (ROOT / "README.md").read_text()
+    self.assertTrue(text.startswith(README_HEAD), text[: len(README_HEAD)])
+
+  def test_local_figures_and_notebooks_exist(self):
+    text = (ROOT / "README.md").read_text()
+    paths = re.findall(r"\]\(((?:docs|colabs)/[^)#]+)\)", text)
+    self.assertNotEmpty(paths)
+    for path in paths:
+      with self.subTest(path):
+        self.assertTrue((ROOT / path).is_file(), f"{path} is missing")
 
 
 class NotebookStructureTest(parameterized.TestCase):
@@ -133,6 +168,30 @@ class NotebookExecutionTest(parameterized.TestCase):
       self.fail(f"{name}: a cell raised:\n{e}")
     seconds = time.perf_counter() - start
     print(f"\n{name}: {len(nb.cells)} cells in {seconds:.1f} s", flush=True)
+
+  def test_readme_python_blocks_run(self):
+    blocks = readme_python_blocks()
+    self.assertGreaterEqual(len(blocks), 3)  # API tour: core, LM; sharding
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
+    for i, block in enumerate(blocks):
+      with self.subTest(block=i):
+        result = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CELL_TIMEOUT_S,
+            check=False,
+        )
+        self.assertEqual(
+            result.returncode,
+            0,
+            f"README python block {i} failed:\n{block}\n{result.stderr}",
+        )
 
 
 if __name__ == "__main__":
