@@ -29,6 +29,7 @@ import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLABS = ROOT / "colabs"
+DOCS = ROOT / "docs"  # the README's figures
 NOTEBOOKS = ("01_quickstart", "02_theory_lab", "03_text_game")
 COLAB_URL = (
     "https://colab.research.google.com/github/jitrl-jax/jitrl-jax/blob/main/"
@@ -92,6 +93,7 @@ class ReadmeTest(absltest.TestCase):
     text = (ROOT / "README.md").read_text()
     paths = re.findall(r"\]\(((?:docs|colabs)/[^)#]+)\)", text)
     self.assertNotEmpty(paths)
+    self.assertTrue(DOCS.is_dir())
     for path in paths:
       with self.subTest(path):
         self.assertTrue((ROOT / path).is_file(), f"{path} is missing")
