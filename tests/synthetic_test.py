@@ -119,6 +119,16 @@ class TreeTest(parameterized.TestCase):
         q, [[0.25, 0.15], [0.1, 0.5], [0.3, 0.2]], rtol=1e-6
     )
 
+  def test_tree_leaf_values_by_hand(self):
+    # C=2, D=2; edges: root [0.2, 0.4], node 1 [0.6, 0.0], node 2 [1.0, 0.8].
+    # Leaves: (0.2 + 0.6) / 2, (0.2 + 0) / 2, (0.4 + 1) / 2, (0.4 + 0.8) / 2.
+    leaves = synthetic.tree_leaf_values(
+        jnp.asarray([[0.2, 0.4], [0.6, 0.0], [1.0, 0.8]]),
+        branching=2,
+        depth=2,
+    )
+    np.testing.assert_allclose(leaves, [0.4, 0.1, 0.7, 0.6], rtol=1e-6)
+
   def test_walk_tokens_and_reward_by_hand(self):
     # C=2, D=2: internal nodes 0, 1, 2; leaves 3..6. Path tokens j*C + a_j;
     # node token D*C + n = 4 + n; noise from 4 + 3 + 4 = 11.

@@ -291,6 +291,7 @@ def contextual_bandit(
 class TreeParams(NamedTuple):
   """One tree-MDP instance."""
 
+  edge_values: jax.Array  # [N, C] float32 value of each edge (node, action)
   leaf_values: jax.Array  # [C^D] float32 expected reward of each leaf
   q_values: jax.Array  # [N, C] float32 Q*(node, a) for the N internal nodes
   prior_logits: jax.Array  # [N, C] float32 logits z of pi_theta per node
@@ -306,6 +307,29 @@ class TreeState(NamedTuple):
   path: jax.Array  # [D] int32 actions taken so far, -1 after `depth`
   noise: jax.Array  # [num_noise] int32 noise tokens of this visit
   t: jax.Array  # [] int32 step within the episode (= depth)
+
+
+def tree_leaf_values(edge_values, *, branching: int, depth: int):
+  """Leaf values as the mean edge value along each root-to-leaf path.
+
+  With level-order indexing the internal nodes of level d are rows
+  [(C^d - 1) / (C - 1), (C^(d+1) - 1) / (C - 1)) of edge_values, and the
+  path sums of level d + 1 are those of level d plus their edges, flattened.
+
+  Args:
+    edge_values: [N, C] value of taking action a in internal node n.
+    branching: C.
+    depth: D.
+
+  Returns:
+    [C^D] float32: leaf l's value is (1 / D) sum of the D edges above it.
+  """
+  sums = jnp.zeros((1,), jnp.float32)
+  for d in range(depth):
+    first = (branching**d - 1) // (branching - 1)
+    block = edge_values[first : first + branching**d]  # [C^d, C]
+    sums = (sums[:, None] + block).reshape(-1)
+  return (sums / depth).astype(jnp.float32)
 
 
 def tree_q_values(leaf_values, *, branching: int, depth: int, gamma: float):
@@ -350,7 +374,11 @@ def tree_mdp(
 
   Node n at depth d has children n * C + 1 + a; the episode lasts D steps and
   ends at a leaf, whose reward is leaf_value + reward_noise * eps (every
-  earlier reward is 0). Q*(s, a) is `tree_q_values`. The prior's logits are
+  earlier reward is 0). An instance draws a value U(0, 1) for every edge and
+  a leaf's value is the mean of the D edges on its path
+  (`tree_leaf_values`), so early choices matter (with i.i.d. leaf values the
+  best leaf under every root child would be nearly as good). Q*(s, a) is
+  `tree_q_values`. The prior's logits are
   z(n) = prior_scale * Q*(n) / gamma^(D-1-d) (prefers the child with the best
   leaf), except at the traps: the first `num_traps` nodes of the optimal path
   (the root, then its optimal child, ...), where a random suboptimal child
@@ -387,8 +415,9 @@ def tree_mdp(
   set_size = depth + 1 + num_noise
 
   def init_params(key) -> TreeParams:
-    k_leaf, k_trap = jax.random.split(key)
-    leaf_values = jax.random.uniform(k_leaf, (num_leaves,))
+    k_edge, k_trap = jax.random.split(key)
+    edge_values = jax.random.uniform(k_edge, (num_internal, c))
+    leaf_values = tree_leaf_values(edge_values, branching=c, depth=depth)
     q = tree_q_values(leaf_values, branching=c, depth=depth, gamma=gamma)
     level = jnp.asarray(
         [d for d in range(depth) for _ in range(c**d)], jnp.int32
@@ -409,6 +438,7 @@ def tree_mdp(
     one_hot = jax.nn.one_hot(trap_action, c, dtype=bool)
     logits = jnp.where(trap[:, None] & one_hot, trap_logit[:, None], logits)
     return TreeParams(
+        edge_values.astype(jnp.float32),
         leaf_values.astype(jnp.float32),
         q,
         logits.astype(jnp.float32),
@@ -546,6 +576,7 @@ __all__ = [
     "num_tree_nodes",
     "optimal_return",
     "step_regret",
+    "tree_leaf_values",
     "tree_mdp",
     "tree_q_values",
 ]
