@@ -249,6 +249,32 @@ class TinyLlamaTest(parameterized.TestCase):
         jax.nn.softmax(logits), jax.nn.softmax(ref), atol=0.05
     )
 
+  @parameterized.parameters(True, False)
+  def test_chunked_attention_equals_full(self, causal):
+    # L = 300 queries: chunks [0, 128), [128, 256), [256, 300).
+    rng = np.random.default_rng(0)
+    b, l, kvh, g, dh = 2, 300, 2, 3, 8
+    s = l if causal else l + 20
+    q = jnp.asarray(rng.standard_normal((b, l, kvh, g, dh)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((b, kvh, s, dh)), jnp.float32)
+    v = jnp.asarray(rng.standard_normal((b, kvh, s, dh)), jnp.float32)
+    mask = jnp.asarray(rng.random((b, l, s)) < 0.7)
+    if causal:
+      mask &= jnp.tril(jnp.ones((l, s), bool))[None]
+    full = jax.jit(llama_lib.attention)(q, k, v, mask)
+    chunked = jax.jit(
+        lambda *a: llama_lib.chunked_attention(*a, causal=causal)
+    )(q, k, v, mask)
+    chex.assert_shape(chunked, (b, l, kvh * g * dh))
+    np.testing.assert_allclose(chunked, full, atol=1e-5)
+    # A plain softmax oracle for one head.
+    scores = np.einsum("ld,sd->ls", q[0, :, 1, 2], k[0, 1])
+    scores = np.where(mask[0], scores, -np.inf)
+    w = np.exp(scores - scores.max(-1, keepdims=True))
+    want = (w / w.sum(-1, keepdims=True)) @ np.asarray(v[0, 1])
+    head = (1 * g + 2) * dh
+    np.testing.assert_allclose(chunked[0, :, head : head + dh], want, atol=1e-5)
+
   def test_bad_heads(self):
     with self.assertRaisesRegex(ValueError, "multiple"):
       llama_lib.LlamaConfig(**{**TINY.__dict__, "num_kv_heads": 3})
