@@ -96,7 +96,7 @@ def plot_learning_curves(
     ax.axhline(max_score, color="black", lw=0.8, ls=":", label="max score")
   ax.set_xlabel("episode")
   ax.set_ylabel("score (mean over the games of the episode)")
-  ax.set_title(title)
+  ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
   ax.legend(loc="best", fontsize=8)
   fig.tight_layout()

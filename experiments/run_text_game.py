@@ -481,14 +481,16 @@ def run_agent(
   return results
 
 
-def _observation(env, result, recent, step) -> agent_lib.GameObservation:
+def _observation(
+    env, result, recent, step, raw_actions
+) -> agent_lib.GameObservation:
   views = env.view_texts()
   return agent_lib.GameObservation(
       observation=result.observation,
       current=views.current,
       history=views.history,
       task=views.task,
-      valid_actions=envs_base.with_fallback(env.valid_actions()),
+      valid_actions=envs_base.with_fallback(raw_actions),
       recent=tuple(recent),
       step=step,
   )
@@ -521,7 +523,6 @@ def _play_episode(
           "env_rewards": [],
           "won": False,
           "lost": False,
-          "fallback_steps": 0,
           "task": envs[i].view_texts().task,
       }
       for i, r in enumerate(results)
@@ -537,12 +538,14 @@ def _play_episode(
         os.kill(os.getpid(), signal.SIGKILL)
       if all(done):
         break
+      fallback = [False] * b
       for i in range(b):
         if not done[i]:
           raw = envs[i].valid_actions()
-          observations[i] = _observation(envs[i], results[i], recent[i], step)
-          if not [a for a in raw if a and a.strip()]:
-            trajs[i]["fallback_steps"] += 1
+          observations[i] = _observation(
+              envs[i], results[i], recent[i], step, raw
+          )
+          fallback[i] = not [a for a in raw if a and a.strip()]
       choices = agent.act(state, observations, decision_key(cfg, episode, step))
       for i in range(b):
         if done[i]:
@@ -566,6 +569,7 @@ def _play_episode(
                 "step": step,
                 "action": choice.action,
                 "from_memory": choice.from_memory,
+                "fallback_actions": fallback[i],
                 "reward": float(res.reward),
                 "score": float(res.score),
                 **choice.diagnostics,
@@ -706,8 +710,8 @@ def run_experiment(
       curves,
       os.path.join(run_dir, "learning_curve.png"),
       title=(
-          f"{cfg.game}: {cfg.episodes} episodes x {cfg.steps} steps, "
-          f"{cfg.batch_size} games each, LM {lm.name}"
+          f"{cfg.game}: {cfg.episodes} episodes x {cfg.steps} steps x "
+          f"{cfg.batch_size} games\nLM {lm.name}"
       ),
       max_score=next(iter(per_agent.values()))["max_score"],
   )

@@ -738,8 +738,20 @@ def make_agent(
   def prepare(
       observations: Sequence[GameObservation],
       experiences: Sequence[str] | None = None,
+      *,
+      min_tokens: int = 0,
   ) -> DecisionInput:
-    """Host: prompts, candidates and views of B games -> padded arrays."""
+    """Host: prompts, candidates and views of B games -> padded arrays.
+
+    Args:
+      observations: B games.
+      experiences: B memory texts for the prompt (memory-prompt agent).
+      min_tokens: the candidate token bucket T is at least this (the
+        longest memory action that may join the candidates).
+
+    Returns:
+      The padded `DecisionInput`.
+    """
     if not observations:
       raise ValueError("prepare needs at least one game observation")
     prompts, cands, views = [], [], []
@@ -783,7 +795,7 @@ def make_agent(
         [(list(lm.encode(a)) + list(lm.candidate_suffix)) for a in acts]
         for acts in cands
     ]
-    longest = max(len(t) for ts in cand_tokens for t in ts)
+    longest = max(min_tokens, max(len(t) for ts in cand_tokens for t in ts))
     t = _bucket(longest, token_buckets, "token")
     b = len(observations)
     ctoks = np.full((b, c, t), lm.pad_id, np.int32)
@@ -832,7 +844,12 @@ def make_agent(
           )
           for i in range(len(observations))
       ]
-    inputs = prepare(observations, experiences)
+    longest_memory_action = (
+        int(np.max(jax.device_get(state.table.lengths))) if extra else 0
+    )
+    inputs = prepare(
+        observations, experiences, min_tokens=longest_memory_action
+    )
     out = jax.device_get(
         decide(
             lm.params,

@@ -90,6 +90,14 @@ class PrepareTest(parameterized.TestCase):
     self.assertEqual(inputs.views[0].ids.shape, (2, 32))  # history
     self.assertEqual(inputs.views[1].ids.shape, (2, 64))  # current
 
+  def test_token_bucket_fits_memory_actions(self):
+    agent = _agent("jitrl", token_buckets=(4, 8, 16))
+    inputs = agent.prepare([_obs(["north"])])
+    self.assertEqual(inputs.candidate_tokens.shape[-1], 4)
+    # A remembered action of 6 tokens may join: T grows to its bucket.
+    inputs = agent.prepare([_obs(["north"])], min_tokens=6)
+    self.assertEqual(inputs.candidate_tokens.shape[-1], 8)
+
   def test_duplicates_and_blanks_dropped(self):
     agent = _agent("static")
     inputs = agent.prepare([_obs(["look", " look ", "", "north"])])

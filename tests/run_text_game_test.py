@@ -433,7 +433,8 @@ class RunTextGameTest(parameterized.TestCase):
         os.path.join(run_dir, "jitrl", "steps.jsonl")
     )
     self.assertLen(rows, 6)
-    # Every action came from the fallback list.
+    # Every action came from the fallback list, and the log says so.
+    self.assertTrue(all(x["fallback_actions"] for x in rows))
     self.assertTrue(
         all(x["action"] in envs_base.FALLBACK_ACTIONS for x in rows)
     )

@@ -71,9 +71,12 @@ def get_config(game: str = "detective") -> ml_collections.ConfigDict:
   c.agent.greedy = False
   c.agent.memory_candidates = True
   c.agent.memory_candidate_slots = 4
-  c.agent.history_turns = 2
+  # Shapes: the LM pass costs about (L + (C + X) T) tokens through 135M
+  # parameters a game, so the buckets are kept tight; a longer prompt is cut
+  # (oldest moves first, then the middle).
+  c.agent.history_turns = 1
   c.agent.list_actions = True
-  c.agent.prompt_buckets = (512, 768, 1024)
-  c.agent.candidate_buckets = (32, 64)
+  c.agent.prompt_buckets = (384, 512)
+  c.agent.candidate_buckets = (16, 32, 64)
   c.agent.token_buckets = (8, 16)
   return c
