@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(VPY) -m experiments.run_text_game --config=experiments/configs/demo.py
 
 test: $(STAMP)
-	$(VPY) -m pytest -q -n 2 --dist loadfile tests
+	$(VPY) -m pytest -q -rs -n 2 --dist loadfile tests
 
 bench: $(STAMP)
 	$(VPY) -m pip install -q -e '.[bench]'
