@@ -512,6 +512,7 @@ class EmbeddedModelTest(absltest.TestCase):
   def test_embedded_model_and_chat_template(self):
     lm = loading.load_gguf()
     self.assertIs(loading.load_gguf(), lm)  # cached per process
+    self.assertIs(loading.load_gguf(loading.default_gguf_path()), lm)
     self.assertEqual(lm.config.num_layers, 30)
     tok = lm.tokenizer
     ids = loading.encode_chat(tok, [{"role": "user", "content": "Hi"}])

@@ -419,11 +419,11 @@ def load_gguf(
 ) -> LoadedModel:
   """Loads a Llama-architecture GGUF file.
 
-  ``path=None`` loads the embedded SmolLM2-135M-Instruct and checks it
-  against ``DEFAULT_GGUF_SHA256`` (also when its path is given explicitly);
-  the ``path=None`` load is cached per process (the returned module is
-  shared: treat it as read-only). Other files are checked only when
-  ``expected_sha256`` is given.
+  ``path=None`` (or the embedded file's own path) loads the embedded
+  SmolLM2-135M-Instruct and checks it against ``DEFAULT_GGUF_SHA256``; that
+  load is cached per process and dtype (the returned module is shared: treat
+  it as read-only). Other files are checked only when ``expected_sha256`` is
+  given.
 
   Args:
     path: a ``.gguf`` file, or None for the embedded model.
@@ -440,8 +440,8 @@ def load_gguf(
   if path is None:
     return _load_default_gguf(jnp.dtype(dtype).name)
   path = os.fspath(path)
-  if expected_sha256 is None and _is_default_path(path):
-    expected_sha256 = DEFAULT_GGUF_SHA256
+  if _is_default_path(path) and expected_sha256 in (None, DEFAULT_GGUF_SHA256):
+    return _load_default_gguf(jnp.dtype(dtype).name)
   return _load_gguf(path, dtype, expected_sha256)
 
 
