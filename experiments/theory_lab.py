@@ -799,13 +799,19 @@ def _hyper_grid(base: Hyper, name: str, values, agents: int) -> Hyper:
 
 
 def run_sweeps(cfg: ml_collections.ConfigDict, *, log=print) -> dict[str, Any]:
-  """closed_form over beta, lambda and the (memory size, k) grid.
+  """The (memory size, k) grid and the beta and lambda sweeps.
 
-  Every knob is traced and vmapped with the agents, so there is one compile
-  per memory size: k through the prefix of the top k_max, and the beta and
-  lambda sweeps ride along with the grid at the default memory size (or
-  take one more compile if that size is not in the grid). The same agent
-  keys are used for every setting (common random numbers).
+  Regret: closed_form at every setting. Estimation error: the (memory, k)
+  grid is also run with the static rule, whose behaviour (pi_theta) does not
+  depend on k or the memory, so its A and Q errors show the estimator's
+  bias / variance trade-off alone (under closed_form the data would change
+  with k too).
+
+  Every knob is traced and vmapped with the agents. The settings of one
+  memory size run in calls of one fixed batch (the longest sweep; shorter
+  ones are padded with repeats and the padding dropped), so there is one
+  compile per memory size. The same agent keys serve every setting (common
+  random numbers).
 
   Args:
     cfg: the (resolved) config.
@@ -813,7 +819,8 @@ def run_sweeps(cfg: ml_collections.ConfigDict, *, log=print) -> dict[str, Any]:
 
   Returns:
     {"beta": metrics [Hb, A, E], "lam": metrics [Hl, A, E],
-     "memory_k": {M: metrics [len(ks), A, E]}}.
+     "memory_k": {M: metrics [len(ks), A, E]} (closed_form),
+     "memory_k_static": {M: metrics [len(ks), A, E]} (static)}.
   """
   a = int(cfg.sweep.agents)
   keys = agent_keys(cfg.seed, a)
@@ -821,46 +828,42 @@ def run_sweeps(cfg: ml_collections.ConfigDict, *, log=print) -> dict[str, Any]:
   ks = tuple(int(k) for k in cfg.sweep.ks)
   betas = tuple(float(b) for b in cfg.sweep.betas)
   lams = tuple(float(x) for x in cfg.sweep.lams)
-  sizes = [int(m) for m in cfg.sweep.memory_sizes]
+  grid_sizes = [int(m) for m in cfg.sweep.memory_sizes]
   default_m = int(cfg.jitrl.memory_size)
-  if default_m not in sizes:
-    sizes.append(default_m)
+  sizes = grid_sizes + ([] if default_m in grid_sizes else [default_m])
   k_max = max(ks + (int(cfg.jitrl.k),))
-  rule = rule_id("closed_form")
-  out = {"memory_k": {}}
+  chunk = max(len(ks), len(betas), len(lams))
+  out = {"memory_k": {}, "memory_k_static": {}}
   for m in sizes:
     start = time.perf_counter()
-    parts = []
-    if m in cfg.sweep.memory_sizes:
-      parts.append(("memory_k", _hyper_grid(base, "k", ks, a), len(ks)))
+    parts = []  # (output key, rule, hyper field, values)
+    if m in grid_sizes:
+      parts.append(("memory_k", "closed_form", "k", ks))
+      parts.append(("memory_k_static", "static", "k", ks))
     if m == default_m:
-      parts.append(("beta", _hyper_grid(base, "beta", betas, a), len(betas)))
-      parts.append(("lam", _hyper_grid(base, "lam", lams, a), len(lams)))
-    hyper = Hyper(
-        *[jnp.concatenate([p[1][i] for p in parts]) for i in range(4)]
-    )
+      parts.append(("beta", "closed_form", "beta", betas))
+      parts.append(("lam", "closed_form", "lam", lams))
     settings = settings_for(
         cfg, episodes=cfg.sweep.episodes, memory_size=m, k_max=k_max
     )
     runner = get_runner(cfg, cfg.sweep.env, settings, per_agent_hyper=True)
-    reps = sum(p[2] for p in parts)
-    metrics = _to_numpy(runner(rule, hyper, jnp.tile(keys, reps)))
-    offset = 0
-    for name, _, h in parts:
-      piece = EpisodeMetrics(
-          *[
-              x[offset * a : (offset + h) * a].reshape((h, a) + x.shape[1:])
-              for x in metrics
-          ]
+    tiled = jnp.tile(keys, chunk)
+    for name, rule, field, values in parts:
+      padded = tuple(values) + (values[-1],) * (chunk - len(values))
+      metrics = _to_numpy(
+          runner(rule_id(rule), _hyper_grid(base, field, padded, a), tiled)
       )
-      offset += h
-      if name == "memory_k":
-        out["memory_k"][m] = piece
+      h = len(values)
+      piece = EpisodeMetrics(
+          *[x[: h * a].reshape((h, a) + x.shape[1:]) for x in metrics]
+      )
+      if name.startswith("memory_k"):
+        out[name][m] = piece
       else:
         out[name] = piece
     log(
-        f"  sweep memory {m:4d}: {reps} settings x {a} agents "
-        f"{time.perf_counter() - start:6.1f} s"
+        f"  sweep memory {m:4d}: {len(parts)} x {chunk} settings x {a} agents"
+        f" {time.perf_counter() - start:6.1f} s"
     )
   return out
 
@@ -918,6 +921,10 @@ def run_lab(cfg: ml_collections.ConfigDict, out_dir: str, *, log=print):
       "summaries": {
           str(m): _sweep_summary(metrics, sweep_tail)
           for m, metrics in sweeps["memory_k"].items()
+      },
+      "static_summaries": {
+          str(m): _sweep_summary(metrics, sweep_tail)
+          for m, metrics in sweeps["memory_k_static"].items()
       },
   }
   results["timings_s"] = timings
@@ -1013,7 +1020,9 @@ def plot_all(results: dict, out_dir: str) -> list[str]:
       _curve(axes[0][col], summary, "kl_curve", rule)
       _curve(axes[1][col], summary, "a_error_curve", rule)
     axes[0][col].set_title(f"{env_name}: KL(pi' || pi_theta) per step")
-    axes[1][col].set_title(f"{env_name}: RMS error of A_hat (seen actions)")
+    axes[1][col].set_title(
+        f"{env_name}: RMS error of A_hat (shift-invariant, all actions)"
+    )
     for row in range(2):
       axes[row][col].set_xlabel("episode")
       axes[row][col].grid(alpha=0.3)
@@ -1031,18 +1040,19 @@ def plot_all(results: dict, out_dir: str) -> list[str]:
   nan = lambda v: np.nan if v is None else v
   for i, m in enumerate(sizes):
     summaries = grid["summaries"][str(m)]
+    behaviour = grid["static_summaries"][str(m)]
     colour = cmap(i / max(len(sizes) - 1, 1))
     label = f"memory {m}"
     axes[0].plot(
         ks,
-        [nan(s["final_a_error"]) for s in summaries],
+        [nan(s["final_a_error"]) for s in behaviour],
         "o-",
         color=colour,
         label=label,
     )
     axes[1].plot(
         ks,
-        [nan(s["final_q_error"]) for s in summaries],
+        [nan(s["final_q_error"]) for s in behaviour],
         "o-",
         color=colour,
         label=label,
@@ -1058,15 +1068,16 @@ def plot_all(results: dict, out_dir: str) -> list[str]:
     )
   sweep_env = results["config"]["sweep"]["env"]
   agents = results["config"]["sweep"]["agents"]
-  axes[0].set_title(f"{sweep_env}: A_hat error (shift-invariant) vs k")
-  axes[0].set_ylabel("RMS error of A_hat, final episodes")
-  axes[1].set_title(f"{sweep_env}: Q_hat error (seen actions) vs k")
-  axes[1].set_ylabel("RMS error of Q_hat, final episodes")
-  axes[2].set_title(f"{sweep_env}: regret vs k ({agents} agents, 95% CI)")
-  axes[2].set_ylabel("expected regret per episode, final episodes")
+  axes[0].set_title(f"{sweep_env}: A_hat error vs k (behaviour pi_theta)")
+  axes[0].set_ylabel("RMS shift-invariant error of A_hat")
+  axes[1].set_title(f"{sweep_env}: Q_hat error vs k (behaviour pi_theta)")
+  axes[1].set_ylabel("RMS error of Q_hat (seen actions)")
+  axes[2].set_title(f"{sweep_env}: closed_form regret vs k ({agents} agents)")
+  axes[2].set_ylabel("expected regret per episode (95% CI)")
+  tail_note = "final quarter of the episodes"
   for ax in axes:
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("k neighbours (closed_form)")
+    ax.set_xlabel(f"k neighbours ({tail_note})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   fig.tight_layout()

@@ -235,23 +235,25 @@ class PiecesTest(parameterized.TestCase):
     env = theory_lab.make_env(cfg, "bandit")
     params = env.init_params(jax.random.key(1))
     settings = theory_lab.settings_for(cfg)
-    # A memory with a few episodes of the prior's play.
+    # A memory of 24 contexts with random actions and returns.
     agent = theory_lab.init_agent(env, settings, params)
     hyper = theory_lab.default_hyper(cfg)
-    run = jax.jit(
-        lambda agent, key, e: theory_lab.run_episode(
-            env,
-            settings,
-            hyper,
-            theory_lab.rule_id("static"),
-            params,
-            agent,
-            key,
-            e,
-        )[0]
+    t = 24
+    states = jax.vmap(lambda k: env.reset(params, k))(
+        jax.random.split(jax.random.key(3), t)
     )
-    for e in range(6):
-      agent = run(agent, jax.random.key(10 + e), jnp.int32(e))
+    k_a, k_r = jax.random.split(jax.random.key(4))
+    memory = jax.jit(memory_lib.add_episode)(
+        agent.memory,
+        (states.tokens,),
+        jax.random.randint(k_a, (t,), 0, env.num_actions),
+        jax.random.uniform(k_r, (t,)),
+        jnp.zeros((t,)),
+        jnp.ones((t,), bool),
+        jnp.int32(0),
+        jnp.int32(0),
+    )
+    agent = agent._replace(memory=memory)
     state = env.reset(params, jax.random.key(99))
     views = env.views(params, state)
     z = env.prior_logits(params, state)

@@ -102,7 +102,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sweep = ml_collections.ConfigDict(
       dict(
           env="bandit",
-          agents=200,
+          agents=160,
           episodes=40,
           betas=(0.0, 1.0, 2.0, 4.0, 8.0, 16.0),
           lams=(0.0, 0.5, 1.0),
