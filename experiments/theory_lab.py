@@ -115,6 +115,9 @@ class Hyper(NamedTuple):
   lam: jax.Array  # [] float32 probability of the optimism bonus
   alpha: jax.Array  # [] float32 bonus numerator
   k: jax.Array  # [] int32 neighbours used (<= Settings.k_max)
+  # [] bool: break similarity ties at random instead of by higher return
+  # (the retrieval rule); a diagnostic of the rule's selection bias.
+  random_ties: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +192,7 @@ def default_hyper(cfg: ml_collections.ConfigDict) -> Hyper:
       lam=jnp.float32(cfg.jitrl.lam),
       alpha=jnp.float32(cfg.jitrl.alpha),
       k=jnp.int32(cfg.jitrl.k),
+      random_ties=jnp.asarray(bool(cfg.jitrl.random_ties)),
   )
 
 
@@ -297,22 +301,42 @@ def gradient_kl_policy(
   return iterates if trajectory else jax.nn.softmax(y)
 
 
-def neighbours(settings, hyper, memory, views):
+def neighbours(settings, hyper, memory, views, key):
   """Top-k_max neighbours, truncated to the first hyper.k.
 
   The retrieval order is total (recency is unique), so the top k is the
   prefix of length k of the top k_max: one retrieval serves every k <= k_max.
+
+  With hyper.random_ties the similarity ties are broken by a random key
+  instead of the higher return (the retrieval sorts by the `returns` field
+  after similarity, so it is given uniform noise there, and the real
+  returns are read back for the chosen rows).
+
+  Args:
+    settings: static settings (k_max, threshold, kernel).
+    hyper: Hyper (k, random_ties).
+    memory: the agent's memory.
+    views: the query's views.
+    key: PRNG key for the random tie-break, consumed.
+
+  Returns:
+    Neighbours [k_max], masked beyond hyper.k.
   """
+  noise = jax.random.uniform(key, memory.returns.shape)
+  order = memory._replace(
+      returns=jnp.where(hyper.random_ties, noise, memory.returns)
+  )
   nb = retrieval_lib.top_k_neighbours(
-      memory,
+      order,
       views,
       k=settings.k_max,
       weights=(1.0,) * len(views),
       threshold=settings.threshold,
       method=settings.similarity_method,
   )
-  keep = jnp.arange(settings.k_max) < hyper.k
-  return nb._replace(mask=nb.mask & keep)
+  mask = nb.mask & (jnp.arange(settings.k_max) < hyper.k)
+  returns = jnp.where(mask, memory.returns[nb.indices], 0.0)
+  return nb._replace(mask=mask, returns=returns)
 
 
 def _policy(env, settings, hyper, rule, agent, params, env_state, key, episode):
@@ -327,7 +351,9 @@ def _policy(env, settings, hyper, rule, agent, params, env_state, key, episode):
   candidates = jnp.arange(c, dtype=jnp.int32)
   candidate_mask = jnp.ones((c,), bool)
 
-  nb = neighbours(settings, hyper, agent.memory, views)
+  nb = neighbours(
+      settings, hyper, agent.memory, views, jax.random.fold_in(key, 2)
+  )
   adv = advantage_lib.advantages(
       nb,
       candidates,
@@ -805,7 +831,9 @@ def run_sweeps(cfg: ml_collections.ConfigDict, *, log=print) -> dict[str, Any]:
   grid is also run with the static rule, whose behaviour (pi_theta) does not
   depend on k or the memory, so its A and Q errors show the estimator's
   bias / variance trade-off alone (under closed_form the data would change
-  with k too).
+  with k too); once with the retrieval's tie rule (higher return first) and
+  once with similarity ties broken at random, which isolates the selection
+  bias of the return tie-break (Jaccard values of small sets tie often).
 
   Every knob is traced and vmapped with the agents. The settings of one
   memory size run in calls of one fixed batch (the longest sweep; shorter
@@ -820,7 +848,8 @@ def run_sweeps(cfg: ml_collections.ConfigDict, *, log=print) -> dict[str, Any]:
   Returns:
     {"beta": metrics [Hb, A, E], "lam": metrics [Hl, A, E],
      "memory_k": {M: metrics [len(ks), A, E]} (closed_form),
-     "memory_k_static": {M: metrics [len(ks), A, E]} (static)}.
+     "memory_k_static": {M: metrics [len(ks), A, E]} (static),
+     "memory_k_static_random_ties": the same with random tie-breaks}.
   """
   a = int(cfg.sweep.agents)
   keys = agent_keys(cfg.seed, a)
@@ -833,26 +862,32 @@ def run_sweeps(cfg: ml_collections.ConfigDict, *, log=print) -> dict[str, Any]:
   sizes = grid_sizes + ([] if default_m in grid_sizes else [default_m])
   k_max = max(ks + (int(cfg.jitrl.k),))
   chunk = max(len(ks), len(betas), len(lams))
-  out = {"memory_k": {}, "memory_k_static": {}}
+  out = {
+      "memory_k": {},
+      "memory_k_static": {},
+      "memory_k_static_random_ties": {},
+  }
   for m in sizes:
     start = time.perf_counter()
     parts = []  # (output key, rule, hyper field, values)
     if m in grid_sizes:
-      parts.append(("memory_k", "closed_form", "k", ks))
-      parts.append(("memory_k_static", "static", "k", ks))
+      parts.append(("memory_k", "closed_form", "k", ks, False))
+      parts.append(("memory_k_static", "static", "k", ks, False))
+      parts.append(("memory_k_static_random_ties", "static", "k", ks, True))
     if m == default_m:
-      parts.append(("beta", "closed_form", "beta", betas))
-      parts.append(("lam", "closed_form", "lam", lams))
+      parts.append(("beta", "closed_form", "beta", betas, False))
+      parts.append(("lam", "closed_form", "lam", lams, False))
     settings = settings_for(
         cfg, episodes=cfg.sweep.episodes, memory_size=m, k_max=k_max
     )
     runner = get_runner(cfg, cfg.sweep.env, settings, per_agent_hyper=True)
     tiled = jnp.tile(keys, chunk)
-    for name, rule, field, values in parts:
+    for name, rule, field, values, random_ties in parts:
       padded = tuple(values) + (values[-1],) * (chunk - len(values))
-      metrics = _to_numpy(
-          runner(rule_id(rule), _hyper_grid(base, field, padded, a), tiled)
+      hyper = _hyper_grid(
+          base._replace(random_ties=jnp.asarray(random_ties)), field, padded, a
       )
+      metrics = _to_numpy(runner(rule_id(rule), hyper, tiled))
       h = len(values)
       piece = EpisodeMetrics(
           *[x[: h * a].reshape((h, a) + x.shape[1:]) for x in metrics]
@@ -925,6 +960,10 @@ def run_lab(cfg: ml_collections.ConfigDict, out_dir: str, *, log=print):
       "static_summaries": {
           str(m): _sweep_summary(metrics, sweep_tail)
           for m, metrics in sweeps["memory_k_static"].items()
+      },
+      "static_random_ties_summaries": {
+          str(m): _sweep_summary(metrics, sweep_tail)
+          for m, metrics in sweeps["memory_k_static_random_ties"].items()
       },
   }
   results["timings_s"] = timings
@@ -1040,23 +1079,22 @@ def plot_all(results: dict, out_dir: str) -> list[str]:
   nan = lambda v: np.nan if v is None else v
   for i, m in enumerate(sizes):
     summaries = grid["summaries"][str(m)]
-    behaviour = grid["static_summaries"][str(m)]
     colour = cmap(i / max(len(sizes) - 1, 1))
     label = f"memory {m}"
-    axes[0].plot(
-        ks,
-        [nan(s["final_a_error"]) for s in behaviour],
-        "o-",
-        color=colour,
-        label=label,
-    )
-    axes[1].plot(
-        ks,
-        [nan(s["final_q_error"]) for s in behaviour],
-        "o-",
-        color=colour,
-        label=label,
-    )
+    for key, style, suffix in (
+        ("static_summaries", "o-", ""),
+        ("static_random_ties_summaries", "s--", ", random ties"),
+    ):
+      behaviour = grid[key][str(m)]
+      for ax, field in ((axes[0], "final_a_error"), (axes[1], "final_q_error")):
+        ax.plot(
+            ks,
+            [nan(s[field]) for s in behaviour],
+            style,
+            color=colour,
+            label=label + suffix,
+            alpha=1.0 if not suffix else 0.7,
+        )
     axes[2].errorbar(
         ks,
         [s["final_regret"] for s in summaries],

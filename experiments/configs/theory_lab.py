@@ -82,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
           # Exact Jaccard kernel (similarity.jaccard): all give the same
           # values; "dense" ([S, S] equality) compiles fastest at S = 8.
           similarity_method="dense",
+          # Break similarity ties at random instead of by higher return
+          # (the retrieval rule); the sweeps show both.
+          random_ties=False,
       )
   )
   # gradient-kl: the closed-form objective solved by gradient ascent.
@@ -102,7 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sweep = ml_collections.ConfigDict(
       dict(
           env="bandit",
-          agents=160,
+          agents=128,
           episodes=40,
           betas=(0.0, 1.0, 2.0, 4.0, 8.0, 16.0),
           lams=(0.0, 0.5, 1.0),
