@@ -1023,6 +1023,20 @@ def _curve(ax, summary, key, rule, band=True):
     )
 
 
+def _figure_legend(fig, ax) -> None:
+  """One legend for the figure, in a strip below the panels."""
+  handles, labels = ax.get_legend_handles_labels()
+  fig.legend(
+      handles,
+      labels,
+      loc="lower center",
+      ncol=len(labels),
+      fontsize=9,
+      frameon=False,
+  )
+  fig.tight_layout(rect=(0, 0.06, 1, 1))
+
+
 def plot_all(results: dict, out_dir: str) -> list[str]:
   """Writes the four PNGs; returns their paths."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -1045,8 +1059,7 @@ def plot_all(results: dict, out_dir: str) -> list[str]:
     ax.set_ylabel("regret (mean, 95% CI band)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-  axes[0][0].legend(fontsize=8, ncol=2)
-  fig.tight_layout()
+  _figure_legend(fig, axes[0][0])
   paths.append(os.path.join(out_dir, "regret_curves.png"))
   fig.savefig(paths[-1], dpi=110)
   plt.close(fig)
@@ -1065,8 +1078,7 @@ def plot_all(results: dict, out_dir: str) -> list[str]:
     for row in range(2):
       axes[row][col].set_xlabel("episode")
       axes[row][col].grid(alpha=0.3)
-  axes[0][0].legend(fontsize=8, ncol=2)
-  fig.tight_layout()
+  _figure_legend(fig, axes[0][0])
   paths.append(os.path.join(out_dir, "diagnostics.png"))
   fig.savefig(paths[-1], dpi=110)
   plt.close(fig)
