@@ -500,6 +500,7 @@ def make_agent(
     history_turns: int = 3,
     list_actions: bool = True,
     experience_lines: int = 5,
+    max_observation_chars: int = 1500,
     prompt_buckets: Sequence[int] = (256, 512, 1024),
     candidate_buckets: Sequence[int] = (32, 64),
     token_buckets: Sequence[int] = (8, 16),
@@ -533,6 +534,7 @@ def make_agent(
     history_turns: recent (action, observation) pairs in the prompt.
     list_actions: write the candidate commands into the prompt.
     experience_lines: lines of memory written by the memory-prompt agent.
+    max_observation_chars: the latest observation is cut to this length.
     prompt_buckets: allowed padded prompt lengths L.
     candidate_buckets: allowed candidate counts C.
     token_buckets: allowed candidate token lengths T.
@@ -777,6 +779,7 @@ def make_agent(
                 history_turns=turns,
                 list_actions=list_actions,
                 experiences=exp,
+                max_observation_chars=max_observation_chars,
             ),
         )
         ids = lm.encode(text)

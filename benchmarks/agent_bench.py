@@ -1,0 +1,247 @@
+"""Agent step benchmark: latency of one JitRL decision, B = 1 and B = 8.
+
+  python -m benchmarks.agent_bench [--quick]
+
+Setting (the issue's): a 400-token prompt, 20 candidate actions, 10,000
+memory entries, the embedded SmolLM2-135M, the `jitrl` agent (paper rule).
+One decision is the agent's single jitted device call: LM candidate scoring,
+retrieval over the whole memory, advantages, z' = z + beta A, sampling. The
+parts are timed separately, each under its own jit on the same inputs:
+
+* LM scoring: `score_fn` vmapped over the B prompts, C + X candidates;
+* retrieval: `top_k_neighbours` vmapped over the B queries;
+* the rest: decision - LM - retrieval (advantages, memory candidates, the
+  update, sampling, and what XLA does not fuse across the parts).
+
+Decisions per second = B / decision latency. `run(quick)` returns a markdown
+section for BENCHMARKS.md (benchmarks/run.py collects them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jitrl_jax import agent as agent_lib
+from jitrl_jax import memory as memory_lib
+from jitrl_jax import token_sets
+
+PROMPT_TOKENS = 400
+NUM_CANDIDATES = 20
+MEMORY_ENTRIES = 10_000
+MEMORY_SLOTS = 4
+MAX_CHARS = 10_000  # The observation is not cut: the prompt is PROMPT_TOKENS.
+
+
+def _fill_memory(agent, state, entries: int, rng: np.random.Generator):
+  """Adds `entries` random experiences (chunks of 256 steps)."""
+  sizes = [int(s) for s in (v.ids.shape[-1] for v in state.memory.views)]
+  memory = state.memory
+  add = jax.jit(memory_lib.add_episode)
+  chunk = 256
+  for start in range(0, entries, chunk):
+    n = min(chunk, entries - start)
+    views = []
+    for s in sizes:  # Half-full sets of distinct (w.h.p.) sorted ids.
+      ids = np.full((chunk, s), token_sets.PAD, np.int64)
+      ids[:, : s // 2] = np.sort(rng.integers(0, 2**30, (chunk, s // 2)), 1)
+      views.append(
+          token_sets.TokenSet(
+              jnp.asarray(ids, jnp.int32), jnp.asarray(ids >= 0, jnp.float32)
+          )
+      )
+    actions = rng.integers(0, 40, chunk).astype(np.int32)
+    returns = rng.normal(size=chunk).astype(np.float32)
+    mask = np.arange(chunk) < n
+    memory = add(
+        memory,
+        tuple(views),
+        jnp.asarray(actions),
+        jnp.asarray(returns),
+        jnp.asarray(returns),
+        jnp.asarray(mask),
+        jnp.int32(0),
+        jnp.int32(start),
+    )
+  return state._replace(memory=memory)
+
+
+def _observations(b: int, lm, rng: np.random.Generator):
+  """B games whose prompts are ~PROMPT_TOKENS tokens."""
+  words = (
+      "north south east west take open close door key lamp room "
+      "kitchen attic table chair box coin the a of you see there is "
+      "here small large red blue"
+  ).split()
+  obs = []
+  for i in range(b):
+    text = " ".join(rng.choice(words, 400))
+    actions = [
+        f"{rng.choice(words)} {rng.choice(words)} {j}"
+        for j in range(NUM_CANDIDATES)
+    ]
+    obs.append(
+        agent_lib.GameObservation(
+            observation=text,
+            current=text,
+            history="path: room",
+            task="",
+            valid_actions=actions,
+            recent=(),
+            step=i,
+        )
+    )
+  # Cut the observation so the prompt is PROMPT_TOKENS tokens.
+  out = []
+  for o in obs:
+    lo, hi = 1, len(o.observation)
+    while lo < hi:
+      mid = (lo + hi + 1) // 2
+      probe = o._replace(observation=o.observation[:mid])
+      n = len(
+          lm.encode(
+              lm.render_prompt(
+                  agent_lib.SYSTEM_PROMPT,
+                  agent_lib.build_user_message(
+                      probe,
+                      history_turns=0,
+                      list_actions=False,
+                      max_observation_chars=MAX_CHARS,
+                  ),
+              )
+          )
+      )
+      if n <= PROMPT_TOKENS:
+        lo = mid
+      else:
+        hi = mid - 1
+    out.append(o._replace(observation=o.observation[:lo]))
+  return out
+
+
+def _time(fn, reps: int) -> float:
+  jax.block_until_ready(fn())  # Compile and warm up.
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def measure(b: int, *, lm, reps: int, entries: int = MEMORY_ENTRIES):
+  """Latencies (seconds) of the decision and its parts for B games."""
+  rng = np.random.default_rng(0)
+  agent = agent_lib.make_agent(
+      "jitrl",
+      lm,
+      memory_capacity=entries,
+      beta=1.0,
+      history_turns=0,
+      list_actions=False,
+      prompt_buckets=(512,),
+      candidate_buckets=(32,),
+      token_buckets=(8,),
+      memory_candidate_slots=MEMORY_SLOTS,
+      max_observation_chars=MAX_CHARS,
+  )
+  state = _fill_memory(agent, agent.init(), entries, rng)
+  texts = {agent_lib.action_id(str(a)): str(a) for a in range(40)}
+  state = agent.restore(state.memory, texts, 1)
+  inputs = agent.prepare(_observations(b, lm, rng))
+  inputs = jax.device_put(inputs)
+  key = jax.random.key(0)
+  x = MEMORY_SLOTS
+  decide = lambda: agent.decide(
+      lm.params, state.memory, state.table, inputs, key, 1
+  )
+
+  t = inputs.candidate_tokens.shape[2]
+  toks = jnp.concatenate(
+      [inputs.candidate_tokens, jnp.zeros((b, x, t), jnp.int32)], axis=1
+  )
+  lens = jnp.concatenate(
+      [inputs.candidate_lengths, jnp.full((b, x), t // 2, jnp.int32)], axis=1
+  )
+  score = jax.jit(jax.vmap(lm.score_fn, in_axes=(None, 0, 0, 0, 0)))
+  lm_only = lambda: score(
+      lm.params, inputs.prompt_ids, inputs.prompt_lengths, toks, lens
+  )
+  retrieve_only = lambda: agent.retrieve(
+      state.memory, inputs.views, inputs.steps
+  )
+  total = _time(decide, reps)
+  lm_s = _time(lm_only, reps)
+  ret_s = _time(retrieve_only, reps)
+  return {
+      "b": b,
+      "decision_s": total,
+      "lm_s": lm_s,
+      "retrieval_s": ret_s,
+      "rest_s": max(total - lm_s - ret_s, 0.0),
+      "decisions_per_s": b / total,
+      "prompt_tokens": int(np.max(inputs.prompt_lengths)),
+      "candidates": int(inputs.candidate_mask.sum(-1).max()),
+  }
+
+
+def run(quick: bool = False) -> str:
+  """Runs the benchmark; returns a markdown section."""
+  lm = agent_lib.load_language_model()
+  reps = 2 if quick else 5
+  rows = [measure(b, lm=lm, reps=reps) for b in (1, 8)]
+  speedup = rows[1]["decisions_per_s"] / rows[0]["decisions_per_s"]
+  lines = [
+      "## Agent step (one JitRL decision)",
+      "",
+      f"SmolLM2-135M (Q4_1 GGUF dequantised to float32), prompt "
+      f"{rows[0]['prompt_tokens']} tokens (bucket 512), "
+      f"{rows[0]['candidates']} candidates (bucket 32) + 4 memory-candidate "
+      f"slots, 8 tokens each, {MEMORY_ENTRIES} memory entries, k = 10. "
+      f"Backend: {jax.default_backend()} ({platform.processor() or 'cpu'}), "
+      f"jax {jax.__version__}; median of {reps} runs after a warm-up.",
+      "",
+      "| B | decision latency (s) | decisions / s | LM scoring | retrieval "
+      "| rest |",
+      "|---:|---:|---:|---:|---:|---:|",
+  ]
+  for r in rows:
+    d = r["decision_s"]
+    lines.append(
+        f"| {r['b']} | {d:.3f} | {r['decisions_per_s']:.2f} | "
+        f"{r['lm_s']:.3f} s ({100 * r['lm_s'] / d:.0f}%) | "
+        f"{r['retrieval_s']:.4f} s ({100 * r['retrieval_s'] / d:.1f}%) | "
+        f"{r['rest_s']:.3f} s ({100 * r['rest_s'] / d:.0f}%) |"
+    )
+  target = "met" if speedup >= 3 else "NOT met"
+  lines += [
+      "",
+      f"B = 8 gives {speedup:.2f}x the decisions per second of B = 1 "
+      f"(target >= 3x: {target}). The parts are timed under separate jits; "
+      "'rest' is the difference, so it also absorbs what the fused call "
+      "saves or loses.",
+  ]
+  if speedup < 3 and jax.default_backend() == "cpu":
+    lines.append(
+        "On CPU the LM pass is compute-bound already at B = 1 (about "
+        f"{rows[0]['prompt_tokens'] + 24 * 8} tokens a game through 135M "
+        "parameters), so batching games adds work in proportion; the batch "
+        "pays off on an accelerator, where B = 1 leaves the device idle."
+    )
+  return "\n".join(lines) + "\n"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args()
+  print(run(quick=args.quick))
+
+
+if __name__ == "__main__":
+  main()
