@@ -55,30 +55,39 @@ from jitrl_jax import agent as agent_lib
 from jitrl_jax import memory as memory_lib
 from jitrl_jax.envs import base as envs_base
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/demo.py", "Experiment config file."
-)
-_RUN_DIR = flags.DEFINE_string(
-    "run_dir",
-    None,
-    "Run directory (default: runs/<config.name>/<timestamp>, or the latest "
-    "one of that config with --resume).",
-)
-_RESUME = flags.DEFINE_bool(
-    "resume", False, "Continue the run in --run_dir (or the latest one)."
-)
-_CRASH_AFTER = flags.DEFINE_integer(
-    "crash_after_episode",
-    0,
-    "Testing hook: raise SimulatedCrash once this many episodes of an agent "
-    "are committed (0: never).",
-)
-_KILL_AT = flags.DEFINE_string(
-    "kill_at",
-    "",
-    "Testing hook 'AGENT:EPISODE:STEP': SIGKILL this process at that step "
-    "(0-based episode and step), mid-episode.",
-)
+
+def _define_flags() -> None:
+  """Defines the command-line flags (only when run as a program).
+
+  Defining them at import time would clash with other experiments' flags of
+  the same name (`--config`) in any process that imports both.
+  """
+  global _CONFIG, _RUN_DIR, _RESUME, _CRASH_AFTER, _KILL_AT
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", "experiments/configs/demo.py", "Experiment config file."
+  )
+  _RUN_DIR = flags.DEFINE_string(
+      "run_dir",
+      None,
+      "Run directory (default: runs/<config.name>/<timestamp>, or the latest "
+      "one of that config with --resume).",
+  )
+  _RESUME = flags.DEFINE_bool(
+      "resume", False, "Continue the run in --run_dir (or the latest one)."
+  )
+  _CRASH_AFTER = flags.DEFINE_integer(
+      "crash_after_episode",
+      0,
+      "Testing hook: raise SimulatedCrash once this many episodes of an agent "
+      "are committed (0: never).",
+  )
+  _KILL_AT = flags.DEFINE_string(
+      "kill_at",
+      "",
+      "Testing hook 'AGENT:EPISODE:STEP': SIGKILL this process at that step "
+      "(0-based episode and step), mid-episode.",
+  )
+
 
 PROGRESS_FORMAT = 1
 
@@ -787,4 +796,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -1176,10 +1176,18 @@ def plot_all(results: dict, out_dir: str) -> list[str]:
 # ----------------------------------------------------------------------------
 # Main.
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG, "Theory-lab config file."
-)
-_OUT = flags.DEFINE_string("out", "runs/theory_lab", "Output folder.")
+
+def _define_flags() -> None:
+  """Defines the command-line flags (only when run as a program).
+
+  Defining them at import time would clash with other experiments' flags of
+  the same name (`--config`) in any process that imports both.
+  """
+  global _CONFIG, _OUT
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", _DEFAULT_CONFIG, "Theory-lab config file."
+  )
+  _OUT = flags.DEFINE_string("out", "runs/theory_lab", "Output folder.")
 
 
 def _print_table(results: dict) -> None:
@@ -1216,4 +1224,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
