@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # Files only; never a display.
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
@@ -70,6 +71,7 @@ def plot_learning_curves(
   """
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=120)
+  top = 0.0
   for i, (name, per_episode) in enumerate(curves.items()):
     if len(per_episode) == 0:  # pylint: disable=g-explicit-length-test
       continue
@@ -78,6 +80,7 @@ def plot_learning_curves(
     sem = np.array(
         [r.std(ddof=1) / math.sqrt(r.size) if r.size > 1 else 0.0 for r in rows]
     )
+    top = max(top, float(np.max(mean + sem)))
     x = np.arange(1, len(rows) + 1)
     colour = _COLOURS.get(name, f"C{i}")
     ax.plot(
@@ -92,10 +95,15 @@ def plot_learning_curves(
     if np.any(sem > 0):
       ax.fill_between(x, mean - sem, mean + sem, color=colour, alpha=0.15, lw=0)
     ax.axhline(mean.mean(), color=colour, lw=0.8, ls="--", alpha=0.6)
+  ylabel = "score (mean over the games of the episode)"
   if max_score is not None and max_score > 0:
-    ax.axhline(max_score, color="black", lw=0.8, ls=":", label="max score")
+    if top <= max_score / 3:  # The line would flatten the curves.
+      ylabel += f"; game max {max_score:g}"
+    else:
+      ax.axhline(max_score, color="black", lw=0.8, ls=":", label="max score")
   ax.set_xlabel("episode")
-  ax.set_ylabel("score (mean over the games of the episode)")
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+  ax.set_ylabel(ylabel, fontsize=9)
   ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
   ax.legend(loc="best", fontsize=8)

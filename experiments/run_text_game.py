@@ -212,6 +212,25 @@ def decision_key(cfg, episode: int, step: int) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(key, episode), step)
 
 
+_AGENTS: dict[tuple[str, int, str], tuple[Any, agent_lib.TextGameAgent]] = {}
+
+
+def cached_agent(
+    name: str, lm: agent_lib.LanguageModel, kwargs: dict[str, Any]
+) -> agent_lib.TextGameAgent:
+  """`make_agent`, reused for the same (name, LM, settings) in a process.
+
+  The agent's jitted functions keep their compilations, so several runs in
+  one process (seeds, a notebook) compile once per shape.
+  """
+  key = (name, id(lm), json.dumps(kwargs, sort_keys=True, default=str))
+  if key not in _AGENTS or _AGENTS[key][0] is not lm:
+    if len(_AGENTS) >= 16:
+      _AGENTS.pop(next(iter(_AGENTS)))
+    _AGENTS[key] = (lm, agent_lib.make_agent(name, lm, **kwargs))
+  return _AGENTS[key][1]
+
+
 # ---------------------------------------------------------------------------
 # Rewards.
 
@@ -349,7 +368,7 @@ def run_agent(
     The content of <out_dir>/results.json.
   """
   os.makedirs(out_dir, exist_ok=True)
-  agent = agent_lib.make_agent(agent_name, lm, **cfg.agent.to_dict())
+  agent = cached_agent(agent_name, lm, cfg.agent.to_dict())
   memory_path = os.path.join(out_dir, "memory.npz")
   steps_path = os.path.join(out_dir, "steps.jsonl")
   progress_path = os.path.join(out_dir, "progress.json")
@@ -720,7 +739,8 @@ def run_experiment(
       os.path.join(run_dir, "learning_curve.png"),
       title=(
           f"{cfg.game}: {cfg.episodes} episodes x {cfg.steps} steps x "
-          f"{cfg.batch_size} games\nLM {lm.name}"
+          f"{cfg.batch_size} game{'s' if cfg.batch_size != 1 else ''}"
+          f"\nLM {lm.name}"
       ),
       max_score=next(iter(per_agent.values()))["max_score"],
   )

@@ -217,12 +217,13 @@ class RunTextGameTest(parameterized.TestCase):
     except Exception as e:  # pylint: disable=broad-except
       self.skipTest(f"embedded SmolLM2 GGUF unavailable: {e}")
     cfg = scripted_config(
-        agents=("static", "jitrl"), episodes=2, steps=2, batch_size=2
+        agents=("static", "jitrl"), episodes=2, steps=2, batch_size=1
     )
     cfg.lm.kind = "gguf"
-    cfg.agent.prompt_buckets = (256, 512)
-    cfg.agent.token_buckets = (8, 16)
-    cfg.agent.candidate_buckets = (8, 16)
+    # One bucket per shape: one compilation per agent.
+    cfg.agent.prompt_buckets = (384,)
+    cfg.agent.token_buckets = (16,)
+    cfg.agent.candidate_buckets = (16,)
     run_dir = os.path.join(self.dir, "real")
     results = run_text_game.run_experiment(cfg, run_dir)
     self._check_run(results, run_dir, cfg)
