@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from jitrl_jax import agent as agent_lib
 from jitrl_jax import memory as memory_lib
 from jitrl_jax import token_sets
@@ -124,16 +124,6 @@ def _observations(b: int, lm, rng: np.random.Generator):
   return out
 
 
-def _time(fn, reps: int) -> float:
-  jax.block_until_ready(fn())  # Compile and warm up.
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
-
-
 def measure(b: int, *, lm, reps: int, entries: int = MEMORY_ENTRIES):
   """Latencies (seconds) of the decision and its parts for B games."""
   rng = np.random.default_rng(0)
@@ -175,9 +165,9 @@ def measure(b: int, *, lm, reps: int, entries: int = MEMORY_ENTRIES):
   retrieve_only = lambda: agent.retrieve(
       state.memory, inputs.views, inputs.steps
   )
-  total = _time(decide, reps)
-  lm_s = _time(lm_only, reps)
-  ret_s = _time(retrieve_only, reps)
+  total = timing.median_seconds(decide, reps)
+  lm_s = timing.median_seconds(lm_only, reps)
+  ret_s = timing.median_seconds(retrieve_only, reps)
   return {
       "b": b,
       "decision_s": total,

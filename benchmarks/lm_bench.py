@@ -33,7 +33,6 @@ section (benchmarks/run.py collects them).
 
 import argparse
 import os
-import statistics
 import time
 
 import jax
@@ -41,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from benchmarks import timing
 from jitrl_jax.models import llama as llama_lib
 from jitrl_jax.models import loading
 from jitrl_jax.models import sampling
@@ -51,17 +51,6 @@ MAX_CANDIDATE_TOKENS = 8
 SCORING_PROMPT = 512
 DECODE_PROMPT = 128
 TARGETS = {"prefill": 1.0, "decode": 0.7, "scoring": 5.0}
-
-
-def _median_time(fn, reps: int) -> float:
-  """Median wall seconds of ``fn()`` over ``reps`` calls (after one warm-up)."""
-  fn()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _cores() -> int:
@@ -157,28 +146,7 @@ def _load_torch(threads: int):
 
 def _timed(fn):
   """Wraps ``fn()`` into a function returning its wall seconds."""
-
-  def run():
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-  return run
-
-
-def _interleaved(contestants: dict, reps: int) -> dict:
-  """Median seconds of each ``contestants[name]()`` (which returns seconds).
-
-  One warm-up each, then ``reps`` rounds, each running every contestant
-  once, so that all see the same background load.
-  """
-  for run in contestants.values():
-    run()
-  times = {name: [] for name in contestants}
-  for _ in range(reps):
-    for name, run in contestants.items():
-      times[name].append(run())
-  return {name: statistics.median(t) for name, t in times.items()}
+  return lambda: timing.seconds(fn)
 
 
 def _torch_prefill(ref, ids: np.ndarray, threads: int):
@@ -256,7 +224,7 @@ def run(quick: bool = False) -> str:
     if ref:
       for t in threads:
         contestants[t] = _torch_prefill(ref, ids, t)
-    seconds = _interleaved(contestants, reps)
+    seconds = timing.interleaved(contestants, reps)
     rates = {k: length / v for k, v in seconds.items()}
     jax_rate = rates.pop("jax")
     rows.append((f"prefill {length} tokens", jax_rate, rates, "prefill"))
@@ -280,7 +248,7 @@ def run(quick: bool = False) -> str:
   if ref:
     for t in threads:
       contestants[t] = _torch_decode(ref, ids, decode_n, t)
-  seconds = _interleaved(contestants, reps)
+  seconds = timing.interleaved(contestants, reps)
   rates = {k: decode_n / v for k, v in seconds.items()}
   jax_rate = rates.pop("jax")
   rows.append(
@@ -297,7 +265,7 @@ def run(quick: bool = False) -> str:
   lens = rng.integers(1, MAX_CANDIDATE_TOKENS + 1, NUM_CANDIDATES)
   cands = [rng.integers(0, vocab, n).tolist() for n in lens]
   cand_ids, cand_lens = scoring.pad_candidates(cands)
-  one_pass = _median_time(
+  one_pass = timing.median_seconds(
       lambda: scoring.score_candidates(
           lm.model, prompt, SCORING_PROMPT, cand_ids, cand_lens
       ).block_until_ready(),

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from jitrl_jax import memory as memory_lib
 from jitrl_jax import retrieval
 from jitrl_jax import similarity
@@ -116,19 +117,9 @@ def _time_python(fn, entries, query) -> tuple[float, str]:
   return time.perf_counter() - t, ""
 
 
-def _time_jax(fn, args, repeats: int, budget_s: float = 8.0) -> float:
-  """Median seconds of jitted fn(*args) after one warm-up call."""
-  jax.block_until_ready(fn(*args))  # compile + warm-up, excluded.
-  t = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  first = time.perf_counter() - t
-  n = int(max(3, min(repeats, budget_s / max(first, 1e-9))))
-  times = [first]
-  for _ in range(n - 1):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+def _time_jax(fn, args, repeats: int) -> float:
+  """Median seconds of jitted fn(*args) (at most ~8 s of repeats)."""
+  return timing.median_seconds(lambda: fn(*args), repeats, budget_s=8.0)
 
 
 def copy_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 5) -> float:

@@ -33,17 +33,9 @@ import time
 import jax
 import numpy as np
 
+from benchmarks import timing
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _median_time(fn, repeats: int) -> float:
-  jax.block_until_ready(fn())  # warm-up: compile
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def lab_throughput(quick: bool, *, memory_size: int, k: int) -> dict:
@@ -73,7 +65,7 @@ def lab_throughput(quick: bool, *, memory_size: int, k: int) -> dict:
   vmapped = {}
   for agents in (1, 100, 1000):
     keys = theory_lab.agent_keys(0, agents)
-    t = _median_time(lambda k=keys: runner(rule, hyper, k), repeats)
+    t = timing.median_seconds(lambda k=keys: runner(rule, hyper, k), repeats)
     vmapped[agents] = {
         "seconds": t,
         "agent_episodes_per_s": agents * episodes / t,
@@ -89,7 +81,7 @@ def lab_throughput(quick: bool, *, memory_size: int, k: int) -> dict:
   def loop():
     return [single(keys[i]) for i in range(loop_agents)]
 
-  t = _median_time(loop, 1 if quick else 3)
+  t = timing.median_seconds(loop, 1 if quick else 3)
   out["loop"] = {
       "agents": loop_agents,
       "seconds": t,

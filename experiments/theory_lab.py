@@ -134,7 +134,7 @@ class Settings:
   k_max: int
   threshold: float = 0.0
   stochastic_bonus: bool = True
-  similarity_method: str = "dense"
+  similarity_method: str = "unrolled"
   gkl_steps: int = 100
   gkl_learning_rate: float = 0.1
   gkl_optimizer: str = "adam"

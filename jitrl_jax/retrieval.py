@@ -122,15 +122,28 @@ def _top_lexicographic(sim, ret, rec, keep, k: int):
     need = need - jnp.sum(sel, dtype=jnp.int32)
     cand_idx.append(idx)
     cand_sel.append(sel)
-  # Order the <= k selected survivors of the 4k candidates.
+  # Order the <= k selected survivors of the 4k candidates by rank: the
+  # number of candidates that beat each one on (selected, sim, ret, rec).
+  # Selected entries are distinct with distinct rec, so their ranks are
+  # 0 .. n_sel - 1, unique; the rest rank after them (and may share ranks,
+  # which only the masked slots see). A [4k, 4k] comparison instead of a
+  # 5-operand sort: ~8x faster on CPU, and cheap under vmap.
   idx = jnp.concatenate(cand_idx).astype(jnp.int32)
   sel = jnp.concatenate(cand_sel)
-  *_, order_idx = lax.sort(
-      ((~sel).astype(jnp.int32), -sim[idx], -ret[idx], -rec[idx], idx),
-      num_keys=4,
+  s = jnp.where(sel, sim[idx], neg_inf)
+  r, c = ret[idx], rec[idx]
+  col = lambda x: x[:, None]
+  row = lambda x: x[None, :]
+  beats = (col(s) > row(s)) | (
+      (col(s) == row(s))
+      & ((col(r) > row(r)) | ((col(r) == row(r)) & (col(c) > row(c))))
   )
-  mask = jnp.arange(k) < jnp.sum(sel, dtype=jnp.int32)
-  return jnp.where(mask, order_idx[:k], 0), mask
+  rank = jnp.sum(beats & col(sel), axis=0, dtype=jnp.int32)
+  n_sel = jnp.sum(sel, dtype=jnp.int32)
+  rank = jnp.where(sel, rank, 4 * k)  # unselected: dropped by the scatter.
+  order_idx = jnp.zeros((k,), jnp.int32).at[rank].set(idx, mode="drop")
+  mask = jnp.arange(k) < n_sel
+  return jnp.where(mask, order_idx, 0), mask
 
 
 def top_k_from_similarities(

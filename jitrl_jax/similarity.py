@@ -166,6 +166,34 @@ _METHODS = {
     "search": _matched_counts_search,
     "dense": _matched_counts_dense,
 }
+_UNROLLED_MAX_PAIRS = 1024  # S_a * S_b above which "unrolled" is refused.
+
+
+def _intersection_unrolled(a: TokenSet, b: TokenSet):
+  """(sum_x min(ca, cb), sum_x cb) by S_a * S_b unrolled scalar operations.
+
+  Every operation reads single elements of the *inputs* (a's counts already
+  zeroed on PAD), so under `jax.vmap` over memory rows XLA fuses the whole
+  kernel into one loop over the rows, vectorised across them: for small sets
+  (S = 8: 64 compares a row) ~10-20x faster than "dense", whose [S_b, S_a]
+  intermediate and small-axis reductions XLA:CPU does not vectorise.
+
+  Args:
+    a: TokenSet [S_a] (ids unique; counts zero on PAD).
+    b: TokenSet [S_b] (ids unique; counts zero on PAD).
+
+  Returns:
+    (intersection, |b|), two [] float32.
+  """
+  inter = jnp.float32(0.0)
+  size_b = jnp.float32(0.0)
+  for j in range(b.ids.shape[0]):
+    found = jnp.float32(0.0)
+    for i in range(a.ids.shape[0]):
+      found = found + jnp.where(b.ids[j] == a.ids[i], a.counts[i], 0.0)
+    inter = inter + jnp.minimum(found, b.counts[j])
+    size_b = size_b + b.counts[j]
+  return inter, size_b
 
 
 def jaccard(a: TokenSet, b: TokenSet, *, method: str = "hash") -> jax.Array:
@@ -181,22 +209,36 @@ def jaccard(a: TokenSet, b: TokenSet, *, method: str = "hash") -> jax.Array:
   Args:
     a: TokenSet with ids [S_a] int32, counts [S_a] float32 (counts >= 0).
     b: TokenSet with ids [S_b] int32, counts [S_b] float32; S_b may differ.
-    method: "hash" (default, fastest), "search" (binary search; needs a
-      sorted), or "dense" ([S_b, S_a] equality). All give the same value.
+    method: "hash" (default, fastest for large sets), "search" (binary
+      search; needs a sorted), "dense" ([S_b, S_a] equality) or "unrolled"
+      (S_a * S_b scalar compares, fused across memory rows under vmap: the
+      fastest for small sets, S_a * S_b <= 1024). All give the same value.
 
   Returns:
     [] float32 in [0, 1].
   """
   _check_set(a, "a")
   _check_set(b, "b")
-  if method not in _METHODS:
-    raise ValueError(f"method must be one of {sorted(_METHODS)}: {method!r}")
+  methods = sorted([*_METHODS, "unrolled"])
+  if method not in methods:
+    raise ValueError(f"method must be one of {methods}: {method!r}")
   a_counts = jnp.where(a.ids >= 0, a.counts.astype(jnp.float32), 0.0)
   b_counts = jnp.where(b.ids >= 0, b.counts.astype(jnp.float32), 0.0)
   a = TokenSet(a.ids, a_counts)
-  found = _METHODS[method](a, b.ids)
-  inter = jnp.sum(jnp.minimum(found, b_counts))
-  union = jnp.sum(a_counts) + jnp.sum(b_counts) - inter
+  if method == "unrolled":
+    pairs = a.ids.shape[0] * b.ids.shape[0]
+    if pairs > _UNROLLED_MAX_PAIRS:
+      raise ValueError(
+          f'method="unrolled" is for small sets (S_a * S_b <='
+          f" {_UNROLLED_MAX_PAIRS}), got {a.ids.shape[0]} x"
+          f' {b.ids.shape[0]}; use "hash"'
+      )
+    inter, size_b = _intersection_unrolled(a, TokenSet(b.ids, b_counts))
+  else:
+    found = _METHODS[method](a, b.ids)
+    inter = jnp.sum(jnp.minimum(found, b_counts))
+    size_b = jnp.sum(b_counts)
+  union = jnp.sum(a_counts) + size_b - inter
   return _safe_ratio(inter, union).astype(jnp.float32)
 
 

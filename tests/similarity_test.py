@@ -17,7 +17,7 @@ from jitrl_jax import token_sets
 PAD = token_sets.PAD
 TokenSet = token_sets.TokenSet
 _SETTINGS = hypothesis.settings(max_examples=50, deadline=None)
-_METHODS = ("hash", "search", "dense")
+_METHODS = ("hash", "search", "dense", "unrolled")
 
 _jaccard = jax.jit(similarity.jaccard, static_argnames=("method",))
 _bitset = jax.jit(similarity.to_bitset, static_argnames=("n_bits",))
@@ -108,6 +108,11 @@ class JaccardTest(chex.TestCase):
     with self.assertRaisesRegex(ValueError, "method"):
       similarity.jaccard(_ts([1], 2), _ts([1], 2), method="nope")
 
+  def test_unrolled_refuses_large_sets(self):
+    big = _ts(list(range(40)), 40)
+    with self.assertRaisesRegex(ValueError, "small sets"):
+      similarity.jaccard(big, big, method="unrolled")
+
   def test_rejects_stacked_sets(self):
     stacked = TokenSet(jnp.zeros((2, 3), jnp.int32), jnp.zeros((2, 3)))
     with self.assertRaisesRegex(ValueError, "vmap"):
@@ -161,7 +166,7 @@ class JaccardTest(chex.TestCase):
     # The hash and dense kernels accept unsorted (id, count) pairs too.
     perm = np.asarray(rnd.sample(range(12), 12))
     b_perm = TokenSet(b.ids[perm], b.counts[perm])
-    for method in ("hash", "dense"):
+    for method in ("hash", "dense", "unrolled"):
       self.assertAlmostEqual(
           float(_jaccard(a, b_perm, method=method)), base, places=6
       )
