@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from jitrl_jax.models import llama as llama_lib
+from tests import tiny_llama
 from jitrl_jax.models import loading
 
 FIXTURE = os.path.join(
@@ -39,19 +40,7 @@ apply = jax.jit(llama_lib.apply, static_argnames="return_hidden")
 
 def tiny_model(config=TINY, seed=0):
   """A Llama with random numpy weights (no per-op compiles at set-up)."""
-  abstract = nnx.eval_shape(lambda: llama_lib.Llama(config, rngs=nnx.Rngs(0)))
-  graphdef, state = nnx.split(abstract)
-  rng = np.random.default_rng(seed)
-  values = jax.tree.map(
-      lambda x: jnp.asarray(
-          (1.0 if x.ndim == 1 else 0.0)
-          + 0.3 * rng.standard_normal(x.shape, np.float32),
-          x.dtype,
-      ),
-      nnx.to_pure_dict(state),
-  )
-  nnx.replace_by_pure_dict(state, values)
-  return nnx.merge(graphdef, state)
+  return tiny_llama.random_llama(config, seed=seed)
 
 
 class ReferenceParityTest(parameterized.TestCase):

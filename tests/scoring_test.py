@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from jitrl_jax.models import llama as llama_lib
+from tests import tiny_llama
 from jitrl_jax.models import loading
 from jitrl_jax.models import scoring
 
@@ -61,18 +62,7 @@ def separate_scores(graphdef, state, prompt, candidates, normalise=False):
 
 
 def tiny_model(seed=0):
-  abstract = nnx.eval_shape(lambda: llama_lib.Llama(TINY, rngs=nnx.Rngs(0)))
-  graphdef, state = nnx.split(abstract)
-  rng = np.random.default_rng(seed)
-  values = jax.tree.map(
-      lambda x: jnp.asarray(
-          (1.0 if x.ndim == 1 else 0.0)
-          + 0.3 * rng.standard_normal(x.shape, np.float32)
-      ),
-      nnx.to_pure_dict(state),
-  )
-  nnx.replace_by_pure_dict(state, values)
-  return nnx.merge(graphdef, state)
+  return tiny_llama.random_llama(TINY, seed=seed)
 
 
 class RealModelScoringTest(parameterized.TestCase):

@@ -48,7 +48,11 @@ PYTEST_MAIN = "tools/bazel/pytest_main.py"
 # A test that imports one of these (or a submodule) is heavy: it loads the
 # language model, plays games or executes notebooks.
 HEAVY_MODULES = (
-    "benchmarks",
+    "benchmarks.agent_bench",
+    "benchmarks.lm_bench",
+    "benchmarks.retrieval_bench",
+    "benchmarks.run",
+    "benchmarks.theory_bench",
     "experiments.run_text_game",
     "jericho",
     "jitrl_jax.agent",
@@ -215,11 +219,14 @@ class _Tree:
   def __init__(self, root: pathlib.Path):
     self.root = root
     libraries = [p for top in LIBRARY_ROOTS for p in _python_files(root, top)]
-    self.tests = [
+    top_level = [
         p
         for p in _python_files(root, TESTS)
         if p.count("/") == 1 and p != f"{TESTS}/conftest.py"
     ]
+    self.tests = [p for p in top_level if p.endswith("_test.py")]
+    # Shared test helpers (tests/*.py that are not tests): libraries.
+    libraries += [p for p in top_level if not p.endswith("_test.py")]
     self.modules = [Module(p, _module_name(p)) for p in libraries + self.tests]
     self.modules.sort(key=lambda m: m.path)
     self.by_name = {m.name: m for m in self.modules}

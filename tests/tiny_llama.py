@@ -1,0 +1,31 @@
+"""Small Llama models with random weights, shared by the LM tests.
+
+Weights are drawn with NumPy and put into an abstract (eval_shape) model, so
+building one compiles nothing: the tests stay fast on CPU.
+"""
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jitrl_jax.models import llama as llama_lib
+
+
+def random_llama(
+    config: llama_lib.LlamaConfig, *, seed: int = 0, scale: float = 0.3
+) -> llama_lib.Llama:
+  """A Llama of `config` with N(0, scale^2) weights (norm scales 1 + noise)."""
+  abstract = nnx.eval_shape(lambda: llama_lib.Llama(config, rngs=nnx.Rngs(0)))
+  graphdef, state = nnx.split(abstract)
+  rng = np.random.default_rng(seed)
+  values = jax.tree.map(
+      lambda x: jnp.asarray(
+          (1.0 if x.ndim == 1 else 0.0)
+          + scale * rng.standard_normal(x.shape, np.float32),
+          x.dtype,
+      ),
+      nnx.to_pure_dict(state),
+  )
+  nnx.replace_by_pure_dict(state, values)
+  return nnx.merge(graphdef, state)
