@@ -254,10 +254,13 @@ def memory_bitsets(
     n_bits: bitset width (power of two >= 32).
 
   Returns:
-    V arrays [M, n_bits // 32] uint32 (empty rows give all-zero bitsets).
+    V `similarity.BitsetMatrix`es: words [n_bits // 32, M] uint32,
+    word-major (column m is entry m's bitset; empty rows give zero
+    columns), and popcounts [M].
   """
-  to_bits = jax.vmap(lambda ts: similarity.to_bitset(ts, n_bits=n_bits))
-  return tuple(to_bits(view) for view in memory.views)
+  return tuple(
+      similarity.bitset_matrix(view, n_bits=n_bits) for view in memory.views
+  )
 
 
 def query_bitsets(
@@ -285,7 +288,7 @@ def top_k_neighbours_bitset(
 
   Args:
     memory: the memory, M rows.
-    bitsets: V arrays [M, W_v] uint32 from `memory_bitsets(memory)`.
+    bitsets: V `similarity.BitsetMatrix`es from `memory_bitsets(memory)`.
     query_bits: V arrays [W_v] uint32 from `query_bitsets(query_views)`.
     k: static number of neighbours.
     weights: [V] view weights.
@@ -298,8 +301,12 @@ def top_k_neighbours_bitset(
   """
   m = memory_lib.capacity(memory)
   for v, b in enumerate(bitsets):
-    if jnp.shape(b)[:1] != (m,):
-      raise ValueError(f"bitsets[{v}] must be [{m}, W], got {jnp.shape(b)}")
+    words = getattr(b, "words", None)
+    if words is None or jnp.ndim(words) != 2 or jnp.shape(words)[1] != m:
+      raise ValueError(
+          f"bitsets[{v}] must be a BitsetMatrix of {m} entries (from"
+          f" memory_bitsets), got {type(b).__name__}"
+      )
   sims = similarity.memory_bitset_similarity(query_bits, bitsets, weights)
   return top_k_from_similarities(
       memory,

@@ -284,7 +284,8 @@ class TopKNeighboursTest(chex.TestCase):
     mem = _random_memory(rng, 25)
     q = (_ts(rng.integers(0, 12, 6), 8), _ts(rng.integers(0, 12, 6), 8))
     bits = jax.jit(retrieval.memory_bitsets)(mem)
-    chex.assert_shape(bits[0], (25, 64))
+    chex.assert_shape(bits[0].words, (64, 25))  # word-major [W, M]
+    chex.assert_shape(bits[0].popcounts, (25,))
     qb = jax.jit(retrieval.query_bitsets)(q)
     out = jax.jit(
         lambda m, b, qb: retrieval.top_k_neighbours_bitset(

@@ -241,15 +241,6 @@ class MemorySimilarityTest(parameterized.TestCase):
         )
     )(q, mem)
     np.testing.assert_array_equal(blocked, whole)
-    bits = tuple(jax.vmap(similarity.to_bitset)(v) for v in mem)
-    qb = tuple(_bitset(v) for v in q)
-    bit_fn = jax.jit(
-        similarity.memory_bitset_similarity, static_argnames=("block_rows",)
-    )
-    np.testing.assert_array_equal(
-        bit_fn(qb, bits, (0.3, 0.7), block_rows=8),
-        bit_fn(qb, bits, (0.3, 0.7), block_rows=None),
-    )
 
   def test_vmapped_twin_over_queries(self):
     rng = np.random.default_rng(1)
@@ -384,7 +375,7 @@ class BitsetTest(chex.TestCase):
   def test_memory_bitset_similarity_matches_loop(self):
     rng = np.random.default_rng(4)
     mem, _ = _random_memory(rng, 25, (16, 16), universe=1000)
-    bits = tuple(jax.jit(jax.vmap(similarity.to_bitset))(v) for v in mem)
+    bits = tuple(jax.jit(similarity.bitset_matrix)(v) for v in mem)
     q = tuple(_ts(rng.integers(0, 1000, 12), 16) for _ in range(2))
     qb = tuple(_bitset(v) for v in q)
     got = jax.jit(
@@ -392,11 +383,36 @@ class BitsetTest(chex.TestCase):
     )(qb, bits)
     chex.assert_shape(got, (25,))
     want = [
-        0.3 * _bitset_jaccard(qb[0], bits[0][i])
-        + 0.7 * _bitset_jaccard(qb[1], bits[1][i])
+        0.3 * _bitset_jaccard(qb[0], bits[0].words[:, i])
+        + 0.7 * _bitset_jaccard(qb[1], bits[1].words[:, i])
         for i in range(25)
     ]
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+  def test_bitset_matrix_is_word_major_with_popcounts(self):
+    rng = np.random.default_rng(5)
+    mem, _ = _random_memory(rng, 7, (16,), universe=1000)
+    bits = jax.jit(similarity.bitset_matrix)(mem[0])
+    chex.assert_shape(bits.words, (64, 7))
+    for i in range(7):
+      row = TokenSet(mem[0].ids[i], mem[0].counts[i])
+      column = np.asarray(bits.words[:, i])
+      np.testing.assert_array_equal(column, _bitset(row))
+      self.assertEqual(
+          int(bits.popcounts[i]), sum(bin(int(x)).count("1") for x in column)
+      )
+
+  def test_memory_bitset_similarity_rejects_raw_arrays(self):
+    words = jnp.zeros((64, 3), jnp.uint32)
+    with self.assertRaisesRegex(TypeError, "BitsetMatrix"):
+      similarity.memory_bitset_similarity(
+          (jnp.zeros((64,), jnp.uint32),), (words,), (1.0,)
+      )
+    bad = similarity.BitsetMatrix(jnp.zeros((3, 64), jnp.uint32), jnp.zeros(64))
+    with self.assertRaisesRegex(ValueError, "word-major"):
+      similarity.memory_bitset_similarity(
+          (jnp.zeros((64,), jnp.uint32),), (bad,), (1.0,)
+      )
 
   def test_bad_inputs(self):
     with self.assertRaisesRegex(ValueError, "power of two"):
