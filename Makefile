@@ -11,7 +11,7 @@ export JITRL_ROM_DIR
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test test-fast bench bazel-test notebooks lint format clean
+.PHONY: venv demo test bench bazel-test notebooks lab format clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ format: $(STAMP)
 # settings (JITRL_NOTEBOOK_SMOKE=1; set it to 0 for the full settings).
 notebooks: $(STAMP)
 	JITRL_NOTEBOOK_RUN=1 $(VPY) -m pytest -q --durations=0 tests/notebooks_test.py
+
+# Opens the notebooks in JupyterLab, with .venv's Python as the kernel.
+lab: $(STAMP)
+	$(VPY) -m pip install -q -e '.[notebook]'
+	$(VENV)/bin/jupyter lab colabs/
 
 clean:
 	rm -rf $(VENV) bazel-* .pytest_cache
