@@ -19,13 +19,13 @@ section for BENCHMARKS.md (benchmarks/run.py collects them).
 
 from __future__ import annotations
 
-import argparse
 import platform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import run as bench_runner
 from benchmarks import timing
 from jitrl_jax import agent as agent_lib
 from jitrl_jax import memory as memory_lib
@@ -226,12 +226,5 @@ def run(quick: bool = False) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  args = parser.parse_args()
-  print(run(quick=args.quick))
-
-
 if __name__ == "__main__":
-  main()
+  bench_runner.module_main(run, __doc__)

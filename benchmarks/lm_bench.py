@@ -31,7 +31,6 @@ background load. ``run(quick)`` returns a markdown
 section (benchmarks/run.py collects them).
 """
 
-import argparse
 import os
 import time
 
@@ -40,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from benchmarks import run as bench_runner
 from benchmarks import timing
 from jitrl_jax.models import llama as llama_lib
 from jitrl_jax.models import loading
@@ -346,12 +346,5 @@ def run(quick: bool = False) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--quick", action="store_true")
-  args = parser.parse_args()
-  print(run(quick=args.quick))
-
-
 if __name__ == "__main__":
-  main()
+  bench_runner.module_main(run, __doc__)

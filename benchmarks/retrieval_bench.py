@@ -26,7 +26,6 @@ and extrapolated linearly (marked). 32 Python queries are 32 x one query
 array) is the yardstick for the bitset scan's bytes per second.
 """
 
-import argparse
 import collections
 import time
 
@@ -34,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import run as bench_runner
 from benchmarks import timing
 from jitrl_jax import memory as memory_lib
 from jitrl_jax import retrieval
@@ -334,12 +334,5 @@ def run(quick: bool = False) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  args = parser.parse_args()
-  print(run(quick=args.quick))
-
-
 if __name__ == "__main__":
-  main()
+  bench_runner.module_main(run, __doc__)

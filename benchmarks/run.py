@@ -28,6 +28,18 @@ _PACKAGE = "benchmarks"
 _HERE = pathlib.Path(__file__).resolve().parent
 
 
+def module_main(run_fn, doc: str) -> None:
+  """The command line of one benchmark module: [--quick], prints its section.
+
+  Args:
+    run_fn: the module's `run(quick: bool) -> str`.
+    doc: the module's docstring (its first line is the description).
+  """
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  print(run_fn(quick=parser.parse_args().quick))
+
+
 def discover() -> list[str]:
   """Names of every `*_bench.py` module beside this file, sorted."""
   return sorted(p.stem for p in _HERE.glob("*_bench.py"))

@@ -21,7 +21,6 @@
    speed-up is expected: this measures the cost of the split and merge.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -33,6 +32,7 @@ import time
 import jax
 import numpy as np
 
+from benchmarks import run as bench_runner
 from benchmarks import timing
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -264,12 +264,5 @@ def run(quick: bool = False) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
-  args = parser.parse_args()
-  print(run(quick=args.quick))
-
-
 if __name__ == "__main__":
-  main()
+  bench_runner.module_main(run, __doc__)

@@ -322,10 +322,14 @@ def neighbours(settings, hyper, memory, views, key):
   Returns:
     Neighbours [k_max], masked beyond hyper.k.
   """
-  noise = jax.random.uniform(key, memory.returns.shape)
-  order = memory._replace(
-      returns=jnp.where(hyper.random_ties, noise, memory.returns)
+  # The noise is drawn only when asked for (lax.cond on an unbatched flag;
+  # a per-agent flag in sweeps becomes a select, as before).
+  tie_order = jax.lax.cond(
+      hyper.random_ties,
+      lambda: jax.random.uniform(key, memory.returns.shape),
+      lambda: memory.returns,
   )
+  order = memory._replace(returns=tie_order)
   nb = retrieval_lib.top_k_neighbours(
       order,
       views,
@@ -339,15 +343,30 @@ def neighbours(settings, hyper, memory, views, key):
   return nb._replace(mask=mask, returns=returns)
 
 
-def _policy(env, settings, hyper, rule, agent, params, env_state, key, episode):
-  """pi' of rule `rule` (traced index) in env_state, action, diagnostics."""
+def _policy(
+    env,
+    settings,
+    hyper,
+    rule,
+    agent,
+    params,
+    env_state,
+    key,
+    episode,
+    *,
+    z,
+    q_true,
+    views,
+):
+  """pi' of rule `rule` (traced index) in env_state, action, diagnostics.
+
+  z, q_true and views are the state's prior logits, true Q and token-set
+  views (the caller computes them once a step).
+  """
   c = env.num_actions
   # The split of policy.act: (bonus draws, choice).
   k_bonus, k_choice = jax.random.split(key)
   u = jax.random.uniform(k_choice)
-  z = env.prior_logits(params, env_state)
-  q_true = env.true_q(params, env_state)
-  views = env.views(params, env_state)
   candidates = jnp.arange(c, dtype=jnp.int32)
   candidate_mask = jnp.ones((c,), bool)
 
@@ -532,13 +551,25 @@ def run_episode(env, settings, hyper, rule, params, agent, key, episode):
 
   def body(state, key):
     k_pol, k_env = jax.random.split(key)
-    out = _policy(
-        env, settings, hyper, rule, agent, params, state, k_pol, episode
-    )
     z = env.prior_logits(params, state)
     q = env.true_q(params, state)
+    views = env.views(params, state)
+    out = _policy(
+        env,
+        settings,
+        hyper,
+        rule,
+        agent,
+        params,
+        state,
+        k_pol,
+        episode,
+        z=z,
+        q_true=q,
+        views=views,
+    )
     record = dict(
-        views=env.views(params, state),
+        views=views,
         state_id=env.state_id(params, state),
         regret=synthetic.step_regret(q, out.pi),
         kl=update_lib.kl_divergence(out.pi, jax.nn.softmax(z)),

@@ -171,6 +171,9 @@ _METHODS = {
     "search": _matched_counts_search,
     "dense": _matched_counts_dense,
 }
+# "unrolled" computes the intersection itself (see `jaccard`), so it is not
+# one of the found-counts kernels above.
+_ALL_METHODS = (*sorted(_METHODS), "unrolled")
 _UNROLLED_MAX_PAIRS = 1024  # S_a * S_b above which "unrolled" is refused.
 
 
@@ -224,9 +227,8 @@ def jaccard(a: TokenSet, b: TokenSet, *, method: str = "hash") -> jax.Array:
   """
   _check_set(a, "a")
   _check_set(b, "b")
-  methods = sorted([*_METHODS, "unrolled"])
-  if method not in methods:
-    raise ValueError(f"method must be one of {methods}: {method!r}")
+  if method not in _ALL_METHODS:
+    raise ValueError(f"method must be one of {_ALL_METHODS}: {method!r}")
   a_counts = jnp.where(a.ids >= 0, a.counts.astype(jnp.float32), 0.0)
   b_counts = jnp.where(b.ids >= 0, b.counts.astype(jnp.float32), 0.0)
   a = TokenSet(a.ids, a_counts)

@@ -284,7 +284,18 @@ class PiecesTest(parameterized.TestCase):
       )
       out = jax.jit(
           lambda rule, agent, state, key: theory_lab._policy(  # pylint: disable=protected-access
-              env, settings, hyper, rule, agent, params, state, key, 6
+              env,
+              settings,
+              hyper,
+              rule,
+              agent,
+              params,
+              state,
+              key,
+              6,
+              z=env.prior_logits(params, state),
+              q_true=env.true_q(params, state),
+              views=env.views(params, state),
           )
       )(theory_lab.rule_id(lab_rule), agent, state, key)
       np.testing.assert_allclose(out.pi, act.diagnostics.pi, atol=1e-6)

@@ -18,6 +18,8 @@ command line as well as in code.
 
 import ml_collections
 
+from experiments import theory_lab
+
 
 def get_config() -> ml_collections.ConfigDict:
   """The default theory-lab config (about 3-5 minutes on 2 CPU cores)."""
@@ -25,15 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.quick = False
   c.seed = 0
   c.envs = ("bandit", "tree")
-  c.rules = (
-      "closed_form",
-      "reference",
-      "gradient_kl",
-      "reinforce",
-      "ppo",
-      "static",
-      "greedy_memory",
-  )
+  c.rules = theory_lab.RULES  # every update rule the lab knows
   c.agents = 1000  # independent agents per rule (vmapped)
   c.episodes = 40
 
