@@ -130,8 +130,7 @@ def _top_lexicographic(sim, ret, rec, keep, k: int):
   # 5-operand sort: ~8x faster on CPU, and cheap under vmap.
   idx = jnp.concatenate(cand_idx).astype(jnp.int32)
   sel = jnp.concatenate(cand_sel)
-  s = jnp.where(sel, sim[idx], neg_inf)
-  r, c = ret[idx], rec[idx]
+  s, r, c = sim[idx], ret[idx], rec[idx]
   col = lambda x: x[:, None]
   row = lambda x: x[None, :]
   beats = (col(s) > row(s)) | (
