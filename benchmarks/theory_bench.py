@@ -31,11 +31,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import run as bench_runner
 from benchmarks import timing
@@ -119,7 +117,12 @@ def retrieval_floor_us(env, settings, agents: int, quick: bool) -> dict:
 
 
 def lab_throughput(
-    quick: bool, *, memory_size: int, k: int, ablate_retrieval: bool = False
+    quick: bool,
+    *,
+    memory_size: int,
+    k: int,
+    ablate_retrieval: bool = False,
+    with_floor: bool = False,
 ) -> dict:
   """Agent-episodes per second: vmapped (1, 100, 1000) and a Python loop.
 
@@ -128,6 +131,7 @@ def lab_throughput(
     memory_size: M, each agent's memory capacity.
     k: neighbours retrieved.
     ablate_retrieval: replace the retrieval by `_recent_neighbours`.
+    with_floor: also measure `retrieval_floor_us` at 100 agents ("floor").
 
   Returns:
     A dict of the settings, the timings and the 100-agent speed-up.
@@ -141,12 +145,16 @@ def lab_throughput(
       else contextlib.nullcontext()
   )
   with patch:
-    out = _lab_throughput(theory_lab, quick, memory_size=memory_size, k=k)
+    out = _lab_throughput(
+        theory_lab, quick, memory_size=memory_size, k=k, with_floor=with_floor
+    )
   out["ablated"] = ablate_retrieval
   return out
 
 
-def _lab_throughput(theory_lab, quick: bool, *, memory_size: int, k: int):
+def _lab_throughput(
+    theory_lab, quick: bool, *, memory_size: int, k: int, with_floor: bool
+):
   """lab_throughput's measurement, with theory_lab as patched (or not)."""
   from experiments.configs import (  # pylint: disable=g-import-not-at-top
       theory_lab as lab_config,
@@ -178,7 +186,8 @@ def _lab_throughput(theory_lab, quick: bool, *, memory_size: int, k: int):
         "agent_episodes_per_s": agents * episodes / t,
     }
   out["vmapped"] = vmapped
-  out["floor"] = retrieval_floor_us(env, settings, 100, quick)
+  if with_floor:
+    out["floor"] = retrieval_floor_us(env, settings, 100, quick)
 
   single = jax.jit(
       lambda key: theory_lab.run_agent(env, settings, hyper, rule, key)
@@ -292,7 +301,7 @@ def sharded_retrieval(quick: bool) -> dict:
 def run(quick: bool = False) -> str:
   """Runs both parts; returns a markdown section."""
   labs = [
-      lab_throughput(quick, memory_size=256, k=16),
+      lab_throughput(quick, memory_size=256, k=16, with_floor=True),
       lab_throughput(quick, memory_size=16, k=4),
       lab_throughput(quick, memory_size=256, k=16, ablate_retrieval=True),
   ]

@@ -52,7 +52,6 @@ from jitrl_jax import memory as memory_lib
 from jitrl_jax import policy as policy_lib
 from jitrl_jax import retrieval as retrieval_lib
 from jitrl_jax import token_sets
-from jitrl_jax import update as update_lib
 
 TokenSet = token_sets.TokenSet
 

@@ -69,6 +69,34 @@ class LintTest(parameterized.TestCase):
         + result.stderr,
     )
 
+  def test_pyflakes_rules(self):
+    # Unused imports and variables, undefined names, redefinitions: ruff's
+    # "F" rules (pyflakes) over the code and the notebooks.
+    dirs = [d for d in (*FORMATTED_DIRS, "colabs") if (ROOT / d).is_dir()]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--select",
+            "F",
+            "--no-cache",
+            "--output-format",
+            "concise",
+            *dirs,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    self.assertEqual(
+        result.returncode,
+        0,
+        "ruff (F rules):\n" + result.stdout + result.stderr,
+    )
+
   def test_library_uses_neither_torch_nor_python_random(self):
     for path in sorted((ROOT / "jitrl_jax").rglob("*.py")):
       with self.subTest(str(path.relative_to(ROOT))):

@@ -52,7 +52,6 @@ HEAVY_MODULES = (
     "benchmarks.lm_bench",
     "benchmarks.retrieval_bench",
     "benchmarks.run",
-    "benchmarks.theory_bench",
     "experiments.run_text_game",
     "jericho",
     "jitrl_jax.agent",

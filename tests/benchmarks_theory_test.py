@@ -1,0 +1,88 @@
+"""Tests for benchmarks/theory_bench.py's ablation stand-in.
+
+The theory benchmark replaces the lab's retrieval by `_recent_neighbours` to
+measure what an agent-step costs without it; this checks that the stand-in
+returns what its docstring says (the k most recent valid rows), so the
+ablation row measures a well-formed step. No timings are asserted.
+"""
+
+from absl.testing import absltest
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import theory_bench
+from experiments import theory_lab
+from jitrl_jax import memory as memory_lib
+from jitrl_jax import token_sets
+
+
+def _memory(capacity: int, steps: int):
+  """A memory of `capacity` rows after `steps` writes, return = step index."""
+  memory = memory_lib.init(capacity, (2,))
+  views = (
+      token_sets.TokenSet(
+          jnp.arange(2 * steps, dtype=jnp.int32).reshape(steps, 2),
+          jnp.ones((steps, 2), jnp.float32),
+      ),
+  )
+  return memory_lib.add_episode(
+      memory,
+      views,
+      jnp.arange(steps, dtype=jnp.int32) + 100,
+      jnp.arange(steps, dtype=jnp.float32),
+      jnp.zeros((steps,)),
+      jnp.ones((steps,), bool),
+      jnp.int32(0),
+      jnp.int32(0),
+  )
+
+
+def _settings(k_max: int):
+  return theory_lab.Settings(episodes=1, memory_size=8, k_max=k_max)
+
+
+def _hyper(k: int):
+  return theory_lab.Hyper(
+      beta=jnp.float32(1.0),
+      lam=jnp.float32(0.0),
+      alpha=jnp.float32(0.0),
+      k=jnp.int32(k),
+      random_ties=jnp.bool_(False),
+  )
+
+
+class RecentNeighboursTest(absltest.TestCase):
+
+  def test_most_recent_first_after_the_ring_wraps(self):
+    memory = _memory(capacity=8, steps=11)  # steps 3..10 survive
+    nb = theory_bench._recent_neighbours(
+        _settings(4), _hyper(4), memory, views=None, key=None
+    )
+    np.testing.assert_array_equal(nb.returns, [10.0, 9.0, 8.0, 7.0])
+    np.testing.assert_array_equal(nb.action_ids, [110, 109, 108, 107])
+    np.testing.assert_array_equal(nb.mask, [True] * 4)
+    np.testing.assert_array_equal(
+        memory.returns[nb.indices], np.asarray(nb.returns)
+    )
+
+  def test_masks_empty_rows_and_slots_beyond_hyper_k(self):
+    memory = _memory(capacity=8, steps=2)
+    nb = theory_bench._recent_neighbours(
+        _settings(4), _hyper(3), memory, views=None, key=None
+    )
+    np.testing.assert_array_equal(nb.mask, [True, True, False, False])
+    np.testing.assert_array_equal(nb.returns, [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(nb.indices[2:], [0, 0])
+    np.testing.assert_array_equal(nb.similarities, [1.0, 1.0, 0.0, 0.0])
+
+  def test_k_limit_masks_real_rows_too(self):
+    memory = _memory(capacity=8, steps=8)
+    nb = theory_bench._recent_neighbours(
+        _settings(4), _hyper(2), memory, views=None, key=None
+    )
+    np.testing.assert_array_equal(nb.mask, [True, True, False, False])
+    np.testing.assert_array_equal(nb.returns, [7.0, 6.0, 0.0, 0.0])
+
+
+if __name__ == "__main__":
+  absltest.main()
