@@ -7,6 +7,7 @@ ablation row measures a well-formed step. No timings are asserted.
 """
 
 from absl.testing import absltest
+from absl.testing import parameterized
 import jax.numpy as jnp
 import numpy as np
 
@@ -51,7 +52,7 @@ def _hyper(k: int):
   )
 
 
-class RecentNeighboursTest(absltest.TestCase):
+class RecentNeighboursTest(parameterized.TestCase):
 
   def test_most_recent_first_after_the_ring_wraps(self):
     memory = _memory(capacity=8, steps=11)  # steps 3..10 survive
@@ -65,23 +66,21 @@ class RecentNeighboursTest(absltest.TestCase):
         memory.returns[nb.indices], np.asarray(nb.returns)
     )
 
-  def test_masks_empty_rows_and_slots_beyond_hyper_k(self):
-    memory = _memory(capacity=8, steps=2)
+  @parameterized.named_parameters(
+      # 2 rows written: the last two slots are empty (the last also > k).
+      ("empty_rows", 2, 3, [True, True, False, False], [1.0, 0.0, 0, 0]),
+      # 8 rows written: k = 2 masks real rows too.
+      ("beyond_hyper_k", 8, 2, [True, True, False, False], [7.0, 6.0, 0, 0]),
+  )
+  def test_masked_slots_are_zero(self, steps, k, mask, returns):
+    memory = _memory(capacity=8, steps=steps)
     nb = theory_bench._recent_neighbours(
-        _settings(4), _hyper(3), memory, views=None, key=None
+        _settings(4), _hyper(k), memory, views=None, key=None
     )
-    np.testing.assert_array_equal(nb.mask, [True, True, False, False])
-    np.testing.assert_array_equal(nb.returns, [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(nb.mask, mask)
+    np.testing.assert_array_equal(nb.returns, returns)
+    np.testing.assert_array_equal(nb.similarities, np.asarray(mask, float))
     np.testing.assert_array_equal(nb.indices[2:], [0, 0])
-    np.testing.assert_array_equal(nb.similarities, [1.0, 1.0, 0.0, 0.0])
-
-  def test_k_limit_masks_real_rows_too(self):
-    memory = _memory(capacity=8, steps=8)
-    nb = theory_bench._recent_neighbours(
-        _settings(4), _hyper(2), memory, views=None, key=None
-    )
-    np.testing.assert_array_equal(nb.mask, [True, True, False, False])
-    np.testing.assert_array_equal(nb.returns, [7.0, 6.0, 0.0, 0.0])
 
 
 if __name__ == "__main__":

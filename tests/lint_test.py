@@ -52,49 +52,35 @@ def _allowed_in_core(name: str) -> bool:
 
 class LintTest(parameterized.TestCase):
 
-  def test_pyink_formatting(self):
-    dirs = [d for d in FORMATTED_DIRS if (ROOT / d).is_dir()]
+  def _assert_tool_passes(self, args, dirs, message):
+    """Runs `python -m <args> <dirs>` in the repo; fails with its output."""
+    dirs = [d for d in dirs if (ROOT / d).is_dir()]
     result = subprocess.run(
-        [sys.executable, "-m", "pyink", "--check", "--diff", "--quiet", *dirs],
+        [sys.executable, "-m", *args, *dirs],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
     self.assertEqual(
-        result.returncode,
-        0,
-        "pyink would reformat these files; run `make format`:\n"
-        + result.stdout
-        + result.stderr,
+        result.returncode, 0, f"{message}:\n{result.stdout}{result.stderr}"
+    )
+
+  def test_pyink_formatting(self):
+    self._assert_tool_passes(
+        ["pyink", "--check", "--diff", "--quiet"],
+        FORMATTED_DIRS,
+        "pyink would reformat these files; run `make format`",
     )
 
   def test_pyflakes_rules(self):
     # Unused imports and variables, undefined names, redefinitions: ruff's
     # "F" rules (pyflakes) over the code and the notebooks.
-    dirs = [d for d in (*FORMATTED_DIRS, "colabs") if (ROOT / d).is_dir()]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ruff",
-            "check",
-            "--select",
-            "F",
-            "--no-cache",
-            "--output-format",
-            "concise",
-            *dirs,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    self.assertEqual(
-        result.returncode,
-        0,
-        "ruff (F rules):\n" + result.stdout + result.stderr,
+    self._assert_tool_passes(
+        ["ruff", "check", "--select", "F", "--no-cache"]
+        + ["--output-format", "concise"],
+        (*FORMATTED_DIRS, "colabs"),
+        "ruff (F rules)",
     )
 
   def test_library_uses_neither_torch_nor_python_random(self):
