@@ -343,6 +343,23 @@ def neighbours(settings, hyper, memory, views, key):
   return nb._replace(mask=mask, returns=returns)
 
 
+class StateValues(NamedTuple):
+  """What a step reads of its state, computed once a step."""
+
+  z: jax.Array  # [C] prior logits
+  q_true: jax.Array  # [C] true Q
+  views: tuple  # V token-set views
+
+
+def state_values(env, params, state) -> StateValues:
+  """The state's prior logits, true Q and views."""
+  return StateValues(
+      env.prior_logits(params, state),
+      env.true_q(params, state),
+      env.views(params, state),
+  )
+
+
 def _policy(
     env,
     settings,
@@ -353,16 +370,13 @@ def _policy(
     env_state,
     key,
     episode,
-    *,
-    z,
-    q_true,
-    views,
+    values,
 ):
   """pi' of rule `rule` (traced index) in env_state, action, diagnostics.
 
-  z, q_true and views are the state's prior logits, true Q and token-set
-  views (the caller computes them once a step).
+  values: the state's `StateValues` (the caller computes them once a step).
   """
+  z, q_true, views = values
   c = env.num_actions
   # The split of policy.act: (bonus draws, choice).
   k_bonus, k_choice = jax.random.split(key)
@@ -551,28 +565,15 @@ def run_episode(env, settings, hyper, rule, params, agent, key, episode):
 
   def body(state, key):
     k_pol, k_env = jax.random.split(key)
-    z = env.prior_logits(params, state)
-    q = env.true_q(params, state)
-    views = env.views(params, state)
+    values = state_values(env, params, state)
     out = _policy(
-        env,
-        settings,
-        hyper,
-        rule,
-        agent,
-        params,
-        state,
-        k_pol,
-        episode,
-        z=z,
-        q_true=q,
-        views=views,
+        env, settings, hyper, rule, agent, params, state, k_pol, episode, values
     )
     record = dict(
-        views=views,
+        views=values.views,
         state_id=env.state_id(params, state),
-        regret=synthetic.step_regret(q, out.pi),
-        kl=update_lib.kl_divergence(out.pi, jax.nn.softmax(z)),
+        regret=synthetic.step_regret(values.q_true, out.pi),
+        kl=update_lib.kl_divergence(out.pi, jax.nn.softmax(values.z)),
         out=out,
     )
     state, reward, _ = env.step(params, state, out.action, k_env)

@@ -293,9 +293,7 @@ class PiecesTest(parameterized.TestCase):
               state,
               key,
               6,
-              z=env.prior_logits(params, state),
-              q_true=env.true_q(params, state),
-              views=env.views(params, state),
+              theory_lab.state_values(env, params, state),
           )
       )(theory_lab.rule_id(lab_rule), agent, state, key)
       np.testing.assert_allclose(out.pi, act.diagnostics.pi, atol=1e-6)
