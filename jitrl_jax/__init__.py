@@ -9,11 +9,12 @@ beta.
 
 The core (this namespace) imports only jax and numpy. The causal LM lives in
 `jitrl_jax.models`, the environments in `jitrl_jax.envs`, the text-game agent
-in `jitrl_jax.agent`, and the sharded memory in `jitrl_jax.sharding`; import
+in `jitrl_jax.agents`, and the sharded memory in `jitrl_jax.sharding`; import
 them explicitly.
 """
 
 from jitrl_jax import advantage
+from jitrl_jax import config
 from jitrl_jax import memory
 from jitrl_jax import policy
 from jitrl_jax import retrieval
@@ -27,6 +28,8 @@ from jitrl_jax.advantage import memory_action_candidates
 from jitrl_jax.advantage import reference_advantages
 from jitrl_jax.memory import MemoryFileError
 from jitrl_jax.memory import MemoryState
+from jitrl_jax.config import Hyper
+from jitrl_jax.config import Settings
 from jitrl_jax.policy import ActDiagnostics
 from jitrl_jax.policy import ActOutput
 from jitrl_jax.policy import JitRL
@@ -58,16 +61,19 @@ __all__ = (
     "ActDiagnostics",
     "ActOutput",
     "AdvantageOutput",
+    "Hyper",
     "JitRL",
     "MemoryFileError",
     "MemoryState",
     "Neighbours",
     "PAD",
+    "Settings",
     "TokenSet",
     "advantage",
     "advantages",
     "beta_for_kl_budget",
     "bitset_jaccard",
+    "config",
     "discounted_returns",
     "jaccard",
     "jitrl",

@@ -1,4 +1,4 @@
-"""Tests for jitrl_jax.agent: prompt, candidates, one jitted decision."""
+"""Tests for jitrl_jax.agents: prompt, candidates, one jitted decision."""
 
 import math
 
@@ -7,7 +7,7 @@ from absl.testing import parameterized
 import jax
 import numpy as np
 
-from jitrl_jax import agent as agent_lib
+from jitrl_jax import agents as agent_lib
 from jitrl_jax import memory as memory_lib
 
 _ROOM = (
@@ -65,8 +65,13 @@ class AgentNameTest(parameterized.TestCase):
     for name in agent_lib.AGENT_NAMES:
       self.assertIn(name, message)
 
-  def test_unknown_agent_is_a_value_error(self):
-    self.assertTrue(issubclass(agent_lib.UnknownAgentError, ValueError))
+  def test_unknown_agent_is_caught_as_a_value_error(self):
+    with self.assertRaises(ValueError):
+      _agent("jitrl-plus")
+
+  def test_unknown_setting_is_a_clear_error(self):
+    with self.assertRaisesRegex(TypeError, "betaa"):
+      _agent("jitrl", betaa=2.0)
 
 
 class PrepareTest(parameterized.TestCase):
@@ -198,7 +203,7 @@ class DecideTest(parameterized.TestCase):
     self.assertAlmostEqual(d["value"], 0.5, places=5)
     self.assertAlmostEqual(d["q"], 1.0, places=5)
     self.assertAlmostEqual(d["advantage"], 0.5, places=5)
-    self.assertAlmostEqual(d["beta"], 20.0)
+    self.assertAlmostEqual(d["weight"], 20.0)
     # pi'(take apple) = softmax(z + 20 A) = 1 / (1 + e^(3 - 10 - 10)).
     self.assertAlmostEqual(d["pi"], 1 / (1 + math.exp(3 - 20)), places=5)
 
@@ -251,7 +256,7 @@ class DecideTest(parameterized.TestCase):
         "jitrl-reference",
         {"open fridge": 3.0},
         stochastic_bonus=False,
-        reference_tau0=0.0,
+        tau0=0.0,
     )
     state = _with_memory(
         agent,
@@ -267,24 +272,53 @@ class DecideTest(parameterized.TestCase):
     # V = 0.5, A = +-0.5, so A_hat(take apple) = 1, A_hat(open fridge) = -1;
     # w = 1.01 after 1 episode: 0.05 + 1.01 > 0.95 - 1.01.
     self.assertEqual(choice.action, "take apple")
-    self.assertAlmostEqual(choice.diagnostics["beta"], 1.01, places=5)
+    self.assertAlmostEqual(choice.diagnostics["weight"], 1.01, places=5)
     self.assertEqual(choice.diagnostics["pi"], 1.0)
 
   def test_memory_prompt_writes_memory_into_prompt_only(self):
-    agent = _agent(
+    encoded = []
+    lm = agent_lib.scripted_language_model({"open fridge": 3.0})
+    spy = lm._replace(
+        encode=lambda text: encoded.append(text) or lm.encode(text)
+    )
+    agent = agent_lib.make_agent(
         "memory-prompt",
-        {"open fridge": 3.0},
+        spy,
         greedy=True,
+        view_sizes=(32, 64),
+        memory_capacity=64,
+        candidate_buckets=(8, 16),
+        token_buckets=(4,),
         prompt_buckets=(256,),
     )
     state = _with_memory(agent, [(_ROOM, "path: kitchen", "take apple", 1.0)])
+    encoded.clear()
     (choice,) = agent.act(
         state, [_obs(["take apple", "open fridge"])], jax.random.key(0)
     )
-    # No logit change: the scripted LM ignores the prompt, so the LM wins.
+    # The experience reaches the prompt that is tokenised...
+    line = '- "take apple": average return 1.00 over 1 try'
+    prompts = [t for t in encoded if "What is your next command?" in t]
+    self.assertLen(prompts, 1)
+    self.assertIn(line, prompts[0])
+    # ... and the prompt ids are those of that text, not of the bare prompt.
+    inputs = agent.prepare([_obs(["take apple", "open fridge"])], [line])
+    bare = agent.prepare([_obs(["take apple", "open fridge"])])
+    self.assertEqual(inputs.prompt_ids[0, 0], lm.encode(prompts[0])[0])
+    self.assertNotEqual(inputs.prompt_ids[0, 0], bare.prompt_ids[0, 0])
+    # The logits are not changed: the LM's preference wins.
     self.assertEqual(choice.action, "open fridge")
     self.assertEqual(choice.diagnostics["advantage"], 0.0)
     self.assertEqual(choice.diagnostics["num_neighbours"], 1)
+
+  def test_agent_state_crosses_jit(self):
+    agent = _agent("jitrl")
+    carry = _with_memory(agent, [(_ROOM, "h", "take apple", 1.0)])
+    out = jax.jit(lambda s: s._replace(episodes_done=s.episodes_done + 1))(
+        carry.state
+    )
+    self.assertEqual(int(out.episodes_done), 2)
+    np.testing.assert_array_equal(out.memory.returns, carry.memory.returns)
 
   def test_batch_matches_single_games(self):
     prefs = {"open fridge": 1.0, "north": -1.0}
@@ -318,7 +352,7 @@ class DecideTest(parameterized.TestCase):
           jax.random.key(0),
           1,
       )
-      np.testing.assert_allclose(both.modulated[i], one.modulated[0], rtol=1e-6)
+      np.testing.assert_allclose(both.scores[i], one.scores[0], rtol=1e-6)
       np.testing.assert_allclose(
           both.advantages[i], one.advantages[0], rtol=1e-6
       )

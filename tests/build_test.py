@@ -25,10 +25,10 @@ SMALL_TREE = {
         from .. import a
         from jitrl_jax.models.c import f
         if typing.TYPE_CHECKING:
-          from jitrl_jax import agent
+          from jitrl_jax import agents
         """),
     "jitrl_jax/models/c.py": "def f():\n  from jitrl_jax.a import g\n",
-    "jitrl_jax/agent.py": "from jitrl_jax.models import b\n",
+    "jitrl_jax/agents.py": "from jitrl_jax.models import b\n",
     "tests/b_test.py": textwrap.dedent("""\
         from absl.testing import absltest
         from jitrl_jax.models import b
@@ -37,7 +37,7 @@ SMALL_TREE = {
           absltest.main()
         """),
     "tests/api_test.py": "import jitrl_jax\ndef test_api():\n  pass\n",
-    "tests/agent_test.py": "from jitrl_jax import agent\nabsltest.main()\n",
+    "tests/agent_test.py": "from jitrl_jax import agents\nabsltest.main()\n",
     "tests/testdata/x.txt": "x\n",
 }
 
@@ -80,7 +80,7 @@ class BuildTest(absltest.TestCase):
         [
             "jitrl_jax",
             "a",
-            "agent",
+            "agents",
             "models_b",
             "models_c",
             "b_test",

@@ -110,7 +110,7 @@ class LintTest(parameterized.TestCase):
     self.assertTrue(_allowed_in_core("jitrl_jax.token_sets.TokenSet"))
     self.assertFalse(_allowed_in_core("jitrl_jax"))  # the whole public API
     self.assertFalse(_allowed_in_core("jitrl_jax.models.llama"))
-    self.assertFalse(_allowed_in_core("jitrl_jax.agent"))
+    self.assertFalse(_allowed_in_core("jitrl_jax.agents"))
     self.assertFalse(_allowed_in_core("random.random"))
     self.assertFalse(_allowed_in_core("torch"))
     self.assertFalse(_allowed_in_core("flax.nnx"))

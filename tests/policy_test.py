@@ -156,7 +156,7 @@ class PaperRuleTest(parameterized.TestCase):
 
 class BadInputTest(parameterized.TestCase):
 
-  @parameterized.parameters("paper", "reference")
+  @parameterized.parameters("jitrl", "reference")
   def test_empty_memory_is_the_lm_policy(self, rule):
     memory = policy_lib.jitrl().init(16, VIEW_SIZES)
     z = jnp.array([0.5, -1.0, 2.0, 0.0])
@@ -167,7 +167,7 @@ class BadInputTest(parameterized.TestCase):
     np.testing.assert_array_equal(d.advantages, 0.0)
     want = np.exp([0.5, -1.0, 2.0]) / np.exp([0.5, -1.0, 2.0]).sum()
     np.testing.assert_allclose(d.pi_theta[:3], want, rtol=1e-5)
-    if rule == "paper":
+    if rule == "jitrl":
       np.testing.assert_allclose(d.pi, d.pi_theta, rtol=1e-6)
     else:  # argmax p + w * 0 = the LM's argmax.
       self.assertEqual(int(out.index), 2)
@@ -195,7 +195,7 @@ class BadInputTest(parameterized.TestCase):
     np.testing.assert_allclose(d.pi, d.pi_theta, rtol=1e-6)
     self.assertEqual(int(out.index), 1)
 
-  @parameterized.parameters("paper", "reference")
+  @parameterized.parameters("jitrl", "reference")
   def test_nan_and_neg_inf_logits_under_jit(self, rule):
     # Candidate 0 has a NaN logit, candidate 1 -inf: neither is ever chosen
     # and both have probability 0; nan_logits reports the NaN.
@@ -228,7 +228,7 @@ class BadInputTest(parameterized.TestCase):
           jax.random.key(0),
       )
 
-  @parameterized.parameters("paper", "reference")
+  @parameterized.parameters("jitrl", "reference")
   def test_all_candidates_masked(self, rule):
     # Documented: index -1, pi and pi_theta all 0, no NaN.
     out = jitted_act(k=4, threshold=0.5, rule=rule)(
@@ -391,7 +391,7 @@ class ObserveTest(absltest.TestCase):
 
 class CompileAndBatchTest(chex.TestCase):
 
-  @parameterized.parameters("paper", "reference")
+  @parameterized.parameters("jitrl", "reference")
   def test_act_compiles_once(self, rule):
     agent = policy_lib.jitrl(k=4, rule=rule)
     act = jax.jit(chex.assert_max_traces(agent.act, n=1))
@@ -419,7 +419,7 @@ class CompileAndBatchTest(chex.TestCase):
       )
     chex.clear_trace_counter()
 
-  @parameterized.parameters("paper", "reference")
+  @parameterized.parameters("jitrl", "reference")
   def test_vmapped_twin_matches_loop(self, rule):
     agent, act = _agent_and_act(k=4, threshold=0.5, rule=rule)
     memory = episode_memory()

@@ -2,7 +2,7 @@
 
   python -m experiments.run_text_game --config=experiments/configs/scripted.py
 
-The scripted LM (`jitrl_jax.agent.scripted_language_model`) gives every
+The scripted LM (`jitrl_jax.agents.scripted_language_model`) gives every
 action string a fixed logit (`lm.preferences`, pairs of (action, logit);
 `lm.default_logit` for the rest) and ignores the prompt. The default prefers
 the two commands that never score in TextWorld Express ("look around",

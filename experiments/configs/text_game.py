@@ -5,7 +5,7 @@
       --config=experiments/configs/text_game.py:zork1 --config.episodes=10
 
 The paper runs 50 episodes x 50 steps per game with every agent on the same
-model (SPEC 10). The defaults here are that protocol on SmolLM2-135M; on a CPU
+model (docs/method.md section 10). The defaults here are that protocol on SmolLM2-135M; on a CPU
 a step of the four agents costs about a second, so shorten with
 --config.episodes / --config.steps. Every episode replays the same game (the
 Jericho games are deterministic given the seed), one game per episode
@@ -20,6 +20,8 @@ large model `mixed` is the paper's setting.
 """
 
 import ml_collections
+
+from jitrl_jax import config as config_lib
 
 
 def get_config(game: str = "detective") -> ml_collections.ConfigDict:
@@ -49,34 +51,20 @@ def get_config(game: str = "detective") -> ml_collections.ConfigDict:
   c.rewards.evaluator_low = -3.0
   c.rewards.evaluator_high = 3.0
   c.rewards.evaluator_max_new_tokens = 128
-  # SPEC 9: the reference gives a failed (lost) episode's last step -10; on
-  # the env_scale above that is -1.
+  # docs/method.md section 9: the reference gives a failed (lost) episode's
+  # last step -10; on the env_scale above that is -1.
   c.rewards.reference_failure_penalty = -1.0
 
-  c.agent = ml_collections.ConfigDict()
-  c.agent.view_sizes = (128, 256)
-  c.agent.view_ngrams = (1, 4)
-  c.agent.view_weights = (0.3, 0.7)
-  c.agent.multiset = True
-  c.agent.memory_capacity = 16384
-  c.agent.k = 10
-  c.agent.threshold = 0.0
-  c.agent.reference_tau0 = 0.95
-  c.agent.k_exact = 0
+  # The agent: config.Settings and config.Hyper, the library's one set of
+  # defaults (docs/method.md sections 2 to 9), with this protocol's choices.
+  c.agent = ml_collections.ConfigDict(
+      config_lib.as_dict(config_lib.Settings(), config_lib.Hyper())
+  )
   c.agent.beta = 5.0
-  c.agent.lam = 0.5
-  c.agent.alpha = 1.0
-  c.agent.gamma = 0.5
-  c.agent.temperature = 1.0
-  c.agent.greedy = False
-  c.agent.memory_candidates = True
-  c.agent.memory_candidate_slots = 4
   # Shapes: the LM pass costs about (L + (C + X) T) tokens through 135M
   # parameters a game, so the buckets are kept tight; a longer prompt is cut
   # (oldest moves first, then the middle).
   c.agent.history_turns = 1
-  c.agent.list_actions = True
   c.agent.prompt_buckets = (384, 512)
   c.agent.candidate_buckets = (16, 32, 64)
-  c.agent.token_buckets = (8, 16)
   return c

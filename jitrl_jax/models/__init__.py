@@ -1,6 +1,6 @@
 """Llama-family causal LMs in Flax NNX: loading, candidate scoring, sampling.
 
-This package knows nothing of JitRL; ``jitrl_jax.agent`` is where the LM and
+This package knows nothing of JitRL; ``jitrl_jax.agents`` is where the LM and
 the policy meet.
 """
 

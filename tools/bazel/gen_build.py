@@ -54,7 +54,7 @@ HEAVY_MODULES = (
     "benchmarks.run",
     "experiments.run_text_game",
     "jericho",
-    "jitrl_jax.agent",
+    "jitrl_jax.agents",
     "jitrl_jax.envs.jericho",
     "jitrl_jax.envs.textworld_express",
     "jitrl_jax.models.loading",

@@ -1,0 +1,354 @@
+"""Text-game agents: where the frozen LM and the JitRL policy meet.
+
+One decision (docs/method.md section 8):
+
+  host:   game texts -> prompt, views, candidates, padded to buckets
+          (`batching.prepare`);
+  device: one jitted call for B games (`decision.make_decide`): retrieval
+          once, memory candidates, one LM pass, `policy.act`;
+  host:   the chosen string goes to the game (`choices`).
+
+The memory-prompt agent retrieves first (one more device call), writes the
+neighbours' experiences into the prompt, and hands the same neighbours to the
+decision, which then does not retrieve again.
+
+At the end of an episode `observe` turns each game's rewards into discounted
+returns and writes every step into memory (nothing of an episode is
+retrievable before it ends).
+
+Four agents share the LM, the prompt and the candidate set:
+
+* ``static``: the LM's own policy, softmax(z) over the candidates; no memory.
+* ``jitrl``: the paper rule (docs/method.md sections 5, 7).
+* ``jitrl-reference``: the authors' code rule (section 9): threshold
+  schedule, adaptive exploration, argmax(p + w A_hat) with p = softmax(z).
+* ``memory-prompt``: retrieved experiences are written into the prompt; the
+  logits are not changed.
+
+State: `AgentState` is a pytree (memory, action table, episodes done) that
+crosses `jit`; the action texts (host strings) live beside it in
+`AgentCarry`, the value the host keeps from episode to episode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jitrl_jax import config as config_lib
+from jitrl_jax import memory as memory_lib
+from jitrl_jax import policy as policy_lib
+from jitrl_jax import retrieval as retrieval_lib
+from jitrl_jax import token_sets
+from jitrl_jax.agents import actions as actions_lib
+from jitrl_jax.agents import batching
+from jitrl_jax.agents import decision as decision_lib
+from jitrl_jax.agents import lm as lm_lib
+from jitrl_jax.agents import prompts
+
+TokenSet = token_sets.TokenSet
+
+AGENT_NAMES = ("static", "jitrl", "jitrl-reference", "memory-prompt")
+
+
+class UnknownAgentError(ValueError):
+  """The agent name is not one of `AGENT_NAMES`."""
+
+
+def check_agent_name(name: str) -> str:
+  """Returns `name` if it is a known agent, else raises UnknownAgentError."""
+  if name not in AGENT_NAMES:
+    raise UnknownAgentError(
+        f"unknown agent {name!r}; valid agents are: {', '.join(AGENT_NAMES)}"
+    )
+  return name
+
+
+class AgentState(NamedTuple):
+  """The device part of an agent between decisions: a pytree."""
+
+  memory: memory_lib.MemoryState
+  table: actions_lib.ActionTable
+  episodes_done: jax.Array  # [] int32
+
+
+class AgentCarry(NamedTuple):
+  """What the host keeps from episode to episode: the state and the texts."""
+
+  state: AgentState
+  action_texts: Mapping[int, str]  # host: action id -> normalised text
+
+  @property
+  def memory(self) -> memory_lib.MemoryState:
+    return self.state.memory
+
+  @property
+  def table(self) -> actions_lib.ActionTable:
+    return self.state.table
+
+  @property
+  def episodes_done(self) -> int:
+    return int(self.state.episodes_done)
+
+
+class Trajectory(NamedTuple):
+  """One finished game, as `observe` stores it (host side)."""
+
+  views: Sequence[tuple[TokenSet, ...]]  # [T] per-step views
+  actions: Sequence[str]  # [T]
+  rewards: Sequence[float]  # [T] the rewards that make the returns
+  task_id: int
+  episode_id: int
+
+
+class Choice(NamedTuple):
+  """The host-side reading of one game's decision."""
+
+  action: str
+  from_memory: bool  # a memory action, not an environment candidate
+  diagnostics: dict[str, Any]  # per-step log entries (JSON-able)
+
+
+class TextGameAgent(NamedTuple):
+  """A text-game agent as a bundle of functions (see `make_agent`)."""
+
+  name: str
+  settings: config_lib.Settings
+  hyper: config_lib.Hyper
+  init: Callable[[], AgentCarry]
+  act: Callable[..., list[Choice]]
+  observe: Callable[[AgentCarry, Sequence[Trajectory]], AgentCarry]
+  prepare: Callable[..., batching.DecisionInput]
+  decide: Callable[..., decision_lib.DecisionOutput]  # the jitted call
+  retrieve: Callable[..., retrieval_lib.Neighbours]  # jitted, batched
+  state_views: Callable[[str, str, str], tuple[TokenSet, ...]]
+  restore: Callable[
+      [memory_lib.MemoryState, Mapping[int, str], int], AgentCarry
+  ]
+  num_compiles: Callable[[], int]
+
+
+def _finite(x) -> float | None:
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
+def choices(
+    out: decision_lib.DecisionOutput,
+    inputs: batching.DecisionInput,
+    observations: Sequence[prompts.GameObservation],
+    settings: config_lib.Settings,
+    action_texts: Mapping[int, str],
+) -> list[Choice]:
+  """Host: the batched output -> one `Choice` (text and log entries) a game."""
+  out = jax.device_get(out)
+  c = inputs.candidate_ids.shape[1]
+  result = []
+  for i, obs in enumerate(observations):
+    j = int(out.index[i])
+    acts = batching.shown_actions(settings, obs)[:c]
+    from_memory = j >= c
+    if from_memory:
+      text = action_texts.get(int(out.action_ids[i]), "look")
+    else:
+      text = acts[j]
+    a = int(out.lm_index[i])
+    diag = {
+        "num_neighbours": int(out.num_neighbours[i]),
+        "value": _finite(out.value[i]),
+        "q": _finite(out.q_values[i, j]),
+        "advantage": _finite(out.advantages[i, j]),
+        "rule_advantage": _finite(out.rule_advantages[i, j]),
+        "weight": _finite(out.weight[i]),
+        "pi_theta": _finite(out.pi_theta[i, j]),
+        "pi": _finite(out.pi[i, j]),
+        "lm_argmax_action": (
+            acts[a]
+            if a < c
+            else action_texts.get(int(out.candidate_ids[i, a]), "?")
+        ),
+        "flipped": bool(j != a),
+        "nan_logits": bool(out.nan_logits[i]),
+        "num_candidates": int(np.sum(out.candidate_mask[i])),
+        "num_memory_candidates": int(np.sum(out.candidate_mask[i, c:])),
+        "prompt_tokens": int(inputs.prompt_lengths[i]),
+    }
+    result.append(Choice(text, bool(from_memory), diag))
+  return result
+
+
+def _episode_arrays(settings, traj: Trajectory):
+  """One trajectory padded to a power of two (few add_episode compiles)."""
+  n = len(traj.actions)
+  t_pad = 1 << max(3, (n - 1).bit_length())
+  empty = [
+      token_sets.token_set([], s, multiset=settings.multiset)
+      for s in settings.view_sizes
+  ]
+  views = tuple(
+      token_sets.stack_token_sets(
+          [traj.views[s][j] for s in range(n)] + [empty[j]] * (t_pad - n)
+      )
+      for j in range(len(settings.view_sizes))
+  )
+  rewards = np.zeros((t_pad,), np.float32)
+  rewards[:n] = np.asarray(traj.rewards, np.float32)
+  ids = np.zeros((t_pad,), np.int32)
+  ids[:n] = [actions_lib.action_id(a) for a in traj.actions]
+  mask = np.arange(t_pad) < n
+  return views, jnp.asarray(ids), jnp.asarray(rewards), jnp.asarray(mask)
+
+
+def agent_settings(
+    name: str, settings: config_lib.Settings
+) -> config_lib.Settings:
+  """The settings agent `name` runs with: its rule, and the reference's own
+  threshold schedule (the reference rule ignores `threshold`)."""
+  if name == "jitrl-reference":
+    return dataclasses.replace(settings, rule="reference", threshold=None)
+  return dataclasses.replace(settings, rule="jitrl", k_exact=0)
+
+
+def make_agent(
+    name: str,
+    lm: lm_lib.LanguageModel,
+    settings: config_lib.Settings | None = None,
+    hyper: config_lib.Hyper | None = None,
+    **kwargs,
+) -> TextGameAgent:
+  """Builds one of the `AGENT_NAMES` agents around a frozen LM.
+
+  Args:
+    name: "static", "jitrl", "jitrl-reference" or "memory-prompt".
+    lm: the `LanguageModel`.
+    settings: static settings (`config.Settings`); the agent sets the rule.
+    hyper: hyperparameters (`config.Hyper`).
+    **kwargs: fields of either, overriding them (the flat form the
+      ml_collections configs use).
+
+  Returns:
+    A `TextGameAgent`.
+
+  Raises:
+    UnknownAgentError: for an unknown name.
+    TypeError: for an unknown keyword.
+  """
+  check_agent_name(name)
+  base = config_lib.as_dict(
+      settings or config_lib.Settings(), hyper or config_lib.Hyper()
+  )
+  base.update(kwargs)
+  settings, hyper, _ = config_lib.split_kwargs(base)
+  settings = agent_settings(name, settings)
+  t_max = max(settings.token_buckets)
+  slots = decision_lib.memory_slots(settings, name)
+  decide, num_compiles = decision_lib.make_decide(
+      name, settings, hyper, lm.score_fn
+  )
+  retrieve = jax.jit(
+      jax.vmap(
+          lambda m, v, s: policy_lib.retrieve(settings, m, v, s),
+          in_axes=(None, 0, 0),
+      )
+  )
+  write_episode = jax.jit(policy_lib.jitrl(settings, hyper).observe)
+
+  def restore(memory, action_texts, episodes_done) -> AgentCarry:
+    texts = {int(a): str(t) for a, t in action_texts.items()}
+    table = actions_lib.table_from_texts(
+        texts,
+        lm.encode,
+        lm.candidate_suffix,
+        rows=settings.action_table_size,
+        max_tokens=t_max,
+    )
+    return AgentCarry(
+        AgentState(memory, table, jnp.int32(episodes_done)), texts
+    )
+
+  def init() -> AgentCarry:
+    memory = memory_lib.init(settings.memory_capacity, settings.view_sizes)
+    return restore(memory, {}, 0)
+
+  def prepare(observations, experiences=None, *, min_tokens=0):
+    return batching.prepare(
+        settings, lm, observations, experiences, min_tokens=min_tokens
+    )
+
+  def act(carry: AgentCarry, observations, key) -> list[Choice]:
+    """Host wrapper: B observations -> B choices; the key is consumed."""
+    experiences, nb = None, None
+    if name == "memory-prompt":
+      nb = retrieve(
+          carry.memory,
+          batching.stacked_views(settings, observations),
+          np.asarray([o.step for o in observations], np.int32),
+      )
+      host_nb = jax.device_get(nb)
+      experiences = [
+          prompts.format_experiences(
+              carry.action_texts,
+              host_nb.action_ids[i],
+              host_nb.returns[i],
+              host_nb.mask[i],
+              max_lines=settings.experience_lines,
+          )
+          for i in range(len(observations))
+      ]
+    longest = int(np.max(jax.device_get(carry.table.lengths))) if slots else 0
+    inputs = prepare(observations, experiences, min_tokens=longest)
+    inputs = inputs._replace(neighbours=nb)
+    out = decide(
+        lm.params,
+        carry.memory,
+        carry.table,
+        inputs,
+        key,
+        carry.state.episodes_done,
+    )
+    return choices(out, inputs, observations, settings, carry.action_texts)
+
+  def observe(carry: AgentCarry, trajectories) -> AgentCarry:
+    """Writes finished games into memory (static: counts the episode)."""
+    done = carry.episodes_done + 1
+    if name == "static":
+      return restore(carry.memory, carry.action_texts, done)
+    memory = carry.memory
+    texts = dict(carry.action_texts)
+    for traj in trajectories:
+      if not traj.actions:
+        continue
+      views, ids, rewards, mask = _episode_arrays(settings, traj)
+      memory = write_episode(
+          memory,
+          views,
+          ids,
+          rewards,
+          mask,
+          jnp.int32(traj.task_id),
+          jnp.int32(traj.episode_id),
+      )
+      for a in traj.actions:
+        texts.pop(actions_lib.action_id(a), None)  # Most recent last.
+        texts[actions_lib.action_id(a)] = actions_lib.normalise_action(a)
+    return restore(memory, texts, done)
+
+  return TextGameAgent(
+      name=name,
+      settings=settings,
+      hyper=hyper,
+      init=init,
+      act=act,
+      observe=observe,
+      prepare=prepare,
+      decide=decide,
+      retrieve=retrieve,
+      state_views=lambda c, h, t="": batching.state_views(settings, c, h, t),
+      restore=restore,
+      num_compiles=num_compiles,
+  )
