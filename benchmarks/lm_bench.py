@@ -191,6 +191,36 @@ def _torch_decode(ref, ids: np.ndarray, n: int, threads: int):
 # ---------------------------------------------------------------------------
 
 
+def _scoring_seconds(lm, graphdef, state, rng, *, reps, separate_n):
+  """(one pass, C separate forwards) seconds of scoring C candidates."""
+  vocab = lm.config.vocab_size
+  prompt = rng.integers(0, vocab, SCORING_PROMPT).astype(np.int32)
+  lens = rng.integers(1, MAX_CANDIDATE_TOKENS + 1, NUM_CANDIDATES)
+  cands = [rng.integers(0, vocab, n).tolist() for n in lens]
+  cand_ids, cand_lens = scoring.pad_candidates(cands)
+  one_pass = timing.median_seconds(
+      lambda: scoring.score_candidates(
+          lm.model, prompt, SCORING_PROMPT, cand_ids, cand_lens
+      ).block_until_ready(),
+      reps,
+  )
+  separate = jax.jit(_separate_score_fn)
+  full_len = SCORING_PROMPT + MAX_CANDIDATE_TOKENS
+  seqs = []
+  for cand in cands[:separate_n]:
+    seq = np.zeros((1, full_len), np.int32)
+    seq[0, :SCORING_PROMPT] = prompt
+    seq[0, SCORING_PROMPT : SCORING_PROMPT + len(cand)] = cand
+    seqs.append((jnp.asarray(seq), SCORING_PROMPT + len(cand), len(cand)))
+  separate(graphdef, state, *seqs[0]).block_until_ready()  # compile
+  start = time.perf_counter()
+  for seq, length, n in seqs:
+    separate(graphdef, state, seq, length, n).block_until_ready()
+  separate_time = time.perf_counter() - start
+  separate_time *= NUM_CANDIDATES / separate_n
+  return one_pass, separate_time
+
+
 def run(quick: bool = False) -> str:
   """Runs the benchmark; returns a markdown section."""
   reps = 3 if quick else 5
@@ -261,30 +291,9 @@ def run(quick: bool = False) -> str:
   )
 
   # Candidate scoring.
-  prompt = rng.integers(0, vocab, SCORING_PROMPT).astype(np.int32)
-  lens = rng.integers(1, MAX_CANDIDATE_TOKENS + 1, NUM_CANDIDATES)
-  cands = [rng.integers(0, vocab, n).tolist() for n in lens]
-  cand_ids, cand_lens = scoring.pad_candidates(cands)
-  one_pass = timing.median_seconds(
-      lambda: scoring.score_candidates(
-          lm.model, prompt, SCORING_PROMPT, cand_ids, cand_lens
-      ).block_until_ready(),
-      reps,
+  one_pass, separate_time = _scoring_seconds(
+      lm, graphdef, state, rng, reps=reps, separate_n=separate_n
   )
-  separate = jax.jit(_separate_score_fn)
-  full_len = SCORING_PROMPT + MAX_CANDIDATE_TOKENS
-  seqs = []
-  for cand in cands[:separate_n]:
-    seq = np.zeros((1, full_len), np.int32)
-    seq[0, :SCORING_PROMPT] = prompt
-    seq[0, SCORING_PROMPT : SCORING_PROMPT + len(cand)] = cand
-    seqs.append((jnp.asarray(seq), SCORING_PROMPT + len(cand), len(cand)))
-  separate(graphdef, state, *seqs[0]).block_until_ready()  # compile
-  start = time.perf_counter()
-  for seq, length, n in seqs:
-    separate(graphdef, state, seq, length, n).block_until_ready()
-  separate_time = time.perf_counter() - start
-  separate_time *= NUM_CANDIDATES / separate_n
   speedup = separate_time / one_pass
   extrapolated = (
       f" (extrapolated from {separate_n})"

@@ -484,18 +484,8 @@ def tree_mdp(
     )
     return (token_sets.as_token_set(ids, size=set_size, multiset=False),)
 
-  def _internal(state):
+  def internal(state):  # the node of a terminal state is read as the last
     return jnp.clip(state.node, 0, num_internal - 1)
-
-  def prior_logits(params, state):
-    return params.prior_logits[_internal(state)]
-
-  def true_q(params, state):
-    return params.q_values[_internal(state)]
-
-  def state_id(params, state):
-    del params
-    return _internal(state)
 
   return Environment(
       name="tree",
@@ -503,9 +493,9 @@ def tree_mdp(
       reset=reset,
       step=step,
       views=views,
-      prior_logits=prior_logits,
-      true_q=true_q,
-      state_id=state_id,
+      prior_logits=lambda params, state: params.prior_logits[internal(state)],
+      true_q=lambda params, state: params.q_values[internal(state)],
+      state_id=lambda params, state: internal(state),
       num_actions=c,
       num_states=num_internal,
       horizon=depth,
