@@ -28,8 +28,8 @@ def _obs(actions, *, current=_ROOM, history="path: kitchen", step=0, recent=()):
   )
 
 
-def _agent(name, preferences=None, **kw):
-  lm = agent_lib.scripted_language_model(preferences or {})
+def _agent(name, preferences=None, default=0.0, **kw):
+  lm = agent_lib.scripted_language_model(preferences or {}, default=default)
   kw.setdefault("view_sizes", (32, 64))
   kw.setdefault("memory_capacity", 64)
   kw.setdefault("candidate_buckets", (8, 16))
@@ -310,6 +310,30 @@ class DecideTest(parameterized.TestCase):
     self.assertEqual(choice.action, "open fridge")
     self.assertEqual(choice.diagnostics["advantage"], 0.0)
     self.assertEqual(choice.diagnostics["num_neighbours"], 1)
+
+  @parameterized.parameters(
+      "static", "jitrl", "jitrl-reference", "memory-prompt"
+  )
+  def test_a_nan_logit_is_never_chosen_and_is_logged(self, name):
+    agent = _agent(name, {"open fridge": math.nan, "take apple": 0.0})
+    # A neighbour (so the policy path runs) whose action is not added.
+    state = _with_memory(agent, [(_ROOM, "path: kitchen", "north", -1.0)])
+    for i in range(5):
+      (choice,) = agent.act(
+          state, [_obs(["take apple", "open fridge"])], jax.random.key(i)
+      )
+      self.assertEqual(choice.action, "take apple")
+      self.assertTrue(choice.diagnostics["nan_logits"])
+
+  @parameterized.parameters(
+      "static", "jitrl", "jitrl-reference", "memory-prompt"
+  )
+  def test_all_nan_logits_stop_the_decision_with_a_clear_error(self, name):
+    agent = _agent(name, default=math.nan)
+    with self.assertRaisesRegex(
+        agent_lib.NonFiniteLogitsError, "no candidate has a finite logit"
+    ):
+      agent.act(agent.init(), [_obs(["a", "b"])], jax.random.key(0))
 
   def test_agent_state_crosses_jit(self):
     agent = _agent("jitrl")

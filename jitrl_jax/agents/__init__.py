@@ -24,6 +24,7 @@ from jitrl_jax.agents.text_game import AGENT_NAMES
 from jitrl_jax.agents.text_game import AgentCarry
 from jitrl_jax.agents.text_game import AgentState
 from jitrl_jax.agents.text_game import Choice
+from jitrl_jax.agents.text_game import NonFiniteLogitsError
 from jitrl_jax.agents.text_game import TextGameAgent
 from jitrl_jax.agents.text_game import Trajectory
 from jitrl_jax.agents.text_game import UnknownAgentError
@@ -40,6 +41,7 @@ __all__ = [
     "DecisionOutput",
     "GameObservation",
     "LanguageModel",
+    "NonFiniteLogitsError",
     "SYSTEM_PROMPT",
     "TextGameAgent",
     "Trajectory",

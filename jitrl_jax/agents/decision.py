@@ -115,14 +115,19 @@ def _lm_policy(settings, z, ids, mask, nb, key) -> DecisionOutput:
   """static and memory-prompt: the LM's own policy softmax(z)."""
   n = ids.shape[0]
   zeros = jnp.zeros((n,), jnp.float32)
-  pi_theta = jax.nn.softmax(z)
-  lm_index = jnp.argmax(z).astype(jnp.int32)
+  # NaN logits are treated as masked (never chosen) and reported, as in
+  # policy.act; with no finite logit left the index is -1.
+  nan = update_lib.nan_candidates(z, zeros, 0.0, mask=mask)
+  z = jnp.where(nan, -jnp.inf, z)
+  any_valid = jnp.any(~jnp.isneginf(z))
+  pi_theta = update_lib.softmax_policy(z)
+  lm_index = jnp.where(any_valid, jnp.argmax(z), -1).astype(jnp.int32)
   _, k_choice = jax.random.split(key)
   if settings.greedy:
     index = lm_index
   else:
-    index = jax.random.categorical(k_choice, z).astype(jnp.int32)
-  nan = update_lib.nan_candidates(z, zeros, 0.0, mask=mask)
+    sample = jax.random.categorical(k_choice, z).astype(jnp.int32)
+    index = jnp.where(any_valid, sample, jnp.int32(-1))
   return DecisionOutput(
       index=index,
       action_ids=ids[index],

@@ -60,6 +60,14 @@ class UnknownAgentError(ValueError):
   """The agent name is not one of `AGENT_NAMES`."""
 
 
+class NonFiniteLogitsError(ValueError):
+  """No candidate of a decision had a finite logit (NaN or -inf LM scores).
+
+  A decision where only some logits are NaN goes on without those
+  candidates; its step log says `nan_logits: true`.
+  """
+
+
 def check_agent_name(name: str) -> str:
   """Returns `name` if it is a known agent, else raises UnknownAgentError."""
   if name not in AGENT_NAMES:
@@ -151,6 +159,13 @@ def choices(
   result = []
   for i, obs in enumerate(observations):
     j = int(out.index[i])
+    if j < 0:
+      raise NonFiniteLogitsError(
+          f"game {i}, step {obs.step}: no candidate has a finite logit "
+          f"(NaN logits: {bool(out.nan_logits[i])}); the LM's scores are "
+          "unusable, so no action was chosen. Check the model file and its "
+          "dtype."
+      )
     acts = batching.shown_actions(settings, obs)[:c]
     from_memory = j >= c
     if from_memory:
