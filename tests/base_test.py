@@ -131,9 +131,11 @@ class RegistryTest(absltest.TestCase):
     with self.assertRaises(ValueError):
       envs.register_env("Bad:Prefix", _FakeEnv)
 
-  def test_error_types(self):
-    self.assertTrue(issubclass(envs.UnknownGameError, ValueError))
-    self.assertTrue(issubclass(envs.EnvironmentUnavailableError, RuntimeError))
+  def test_unknown_family_is_caught_as_a_value_error_naming_it(self):
+    # Callers that catch ValueError for bad input see an unknown family too.
+    with self.assertRaisesRegex(ValueError, "nosuchfamily") as cm:
+      envs.make_env("nosuchfamily:x")
+    self.assertIsInstance(cm.exception, envs.UnknownGameError)
 
 
 if __name__ == "__main__":
