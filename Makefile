@@ -11,7 +11,7 @@ export JITRL_ROM_DIR
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test bench bazel-test notebooks lab format clean
+.PHONY: venv demo test bench report bazel-test notebooks lab format clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VPY) -m pip install -q -e '.[bench]'
 	$(VPY) -m benchmarks.run --out BENCHMARKS.md
+
+# Regenerates the README's results blocks (the Jericho statistics, their
+# figure and JSON, the benchmark headline) from the committed results files
+# in docs/ and BENCHMARKS.md; tests/report_test.py fails while they differ.
+report: $(STAMP)
+	$(VPY) -m experiments.report --readme README.md
 
 # Fast kernel tests under Bazel, offline (heavy tests are tagged manual: see
 # the header of BUILD).

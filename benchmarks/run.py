@@ -9,7 +9,11 @@ sorted order. A module that cannot be imported (an optional dependency is
 missing) gets a line saying it was skipped and why; a module whose `run`
 raises gets a line with the error, the others still run, and the exit
 status is then 1. The output starts with the machine, the software versions
-and the exact command, and is written atomically.
+and the exact command, and is written atomically, together with a
+machine-readable copy beside it (BENCHMARKS.json for BENCHMARKS.md): the
+markdown's tables, prose and machine lines as parsed by
+`experiments.reporting.headline.parse_benchmarks_markdown`, which is what
+the README's benchmark headline is generated from (`make report`).
 """
 
 import argparse
@@ -23,6 +27,8 @@ import sys
 import tempfile
 import time
 import traceback
+
+from experiments.reporting import headline
 
 _PACKAGE = "benchmarks"
 _HERE = pathlib.Path(__file__).resolve().parent
@@ -136,6 +142,23 @@ def write_atomic(path: str, text: str) -> None:
     raise
 
 
+def json_path(markdown_path: str) -> str:
+  """Where the JSON copy of a markdown output goes: X.md -> X.json."""
+  path = os.path.splitext(markdown_path)[0] + ".json"
+  return path if path != markdown_path else markdown_path + ".json"
+
+
+def write_outputs(path: str, markdown: str) -> None:
+  """Writes the markdown and, beside it, its machine-readable JSON copy.
+
+  Args:
+    path: the markdown's path (e.g. BENCHMARKS.md).
+    markdown: its text.
+  """
+  write_atomic(path, markdown)
+  write_atomic(json_path(path), headline.benchmarks_json_text(markdown))
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
       description=__doc__.splitlines()[0],
@@ -183,10 +206,13 @@ def main(argv=None) -> int:
     all_ok &= ok
     sections.append(section)
     # Write after every module, so a long run leaves partial results.
-    write_atomic(args.out, "\n".join(header) + "\n" + "\n".join(sections))
+    write_outputs(args.out, "\n".join(header) + "\n" + "\n".join(sections))
   if not names:
-    write_atomic(args.out, "\n".join(header) + "\nNo benchmark modules.\n")
-  print(f"[benchmarks] wrote {args.out}", file=sys.stderr)
+    write_outputs(args.out, "\n".join(header) + "\nNo benchmark modules.\n")
+  print(
+      f"[benchmarks] wrote {args.out} and {json_path(args.out)}",
+      file=sys.stderr,
+  )
   return 0 if all_ok else 1
 
 
