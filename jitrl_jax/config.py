@@ -20,10 +20,12 @@ default) and "reference" (the authors' released code).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 RULES = ("jitrl", "reference")
 
@@ -146,6 +148,7 @@ class Settings:
         "token_buckets",
     ):
       object.__setattr__(self, name, tuple(getattr(self, name)))
+    _check_settings(self)
 
   @property
   def neighbour_slots(self) -> int:
@@ -158,6 +161,80 @@ class Settings:
     if self.web and self.p_explore is None:
       return 0.05
     return self.p_explore
+
+
+def _concrete(x) -> list[float] | None:
+  """x's values as floats, or None when it is traced (not checkable)."""
+  if isinstance(x, jax.core.Tracer):
+    return None
+  return [float(v) for v in np.ravel(np.asarray(x))]
+
+
+def check_hyper(hyper: Hyper) -> Hyper:
+  """Raises ValueError on hyperparameters that have no meaning.
+
+  Errors: beta < 0 (the KL-regularised objective needs beta >= 0; beta = 0
+  is meaningful: the LM's own policy), lam outside [0, 1] (a probability),
+  gamma outside [0, 1], temperature <= 0, and any NaN or infinite value.
+  alpha may be any finite number (a negative alpha is a pessimism penalty for
+  untried actions). Traced values are not checked.
+
+  Args:
+    hyper: the hyperparameters.
+
+  Returns:
+    `hyper` unchanged.
+
+  Raises:
+    ValueError: naming the field, its value and the allowed range.
+  """
+  rules = {
+      "beta": (lambda v: v >= 0, ">= 0"),
+      "lam": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+      "alpha": (lambda v: True, "finite"),
+      "gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+      "temperature": (lambda v: v > 0, "> 0"),
+  }
+  for name, (ok, allowed) in rules.items():
+    for value in _concrete(getattr(hyper, name)) or ():
+      if not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be finite and {allowed}, got {value}")
+  return hyper
+
+
+def _check_settings(s: "Settings") -> None:
+  """Raises ValueError on static settings that have no meaning."""
+  if s.k < 1:
+    raise ValueError(f"k must be >= 1 (neighbours retrieved), got {s.k}")
+  if s.k_exact < 0:
+    raise ValueError(f"k_exact must be >= 0, got {s.k_exact}")
+  weights = [float(w) for w in s.view_weights]
+  if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
+    raise ValueError(
+        f"view_weights must be finite and >= 0, got {s.view_weights}"
+    )
+  if sum(weights) <= 0:
+    raise ValueError(
+        f"view_weights must sum to a positive number, got {s.view_weights}"
+    )
+  if s.kl_budget is not None and not s.kl_budget >= 0:
+    raise ValueError(f"kl_budget must be >= 0, got {s.kl_budget}")
+  if s.p_explore is not None and not 0 <= s.p_explore <= 1:
+    raise ValueError(f"p_explore must be in [0, 1], got {s.p_explore}")
+  if s.memory_capacity < 1 or min(s.view_sizes, default=0) < 1:
+    raise ValueError(
+        "memory_capacity and every view size must be >= 1, got "
+        f"{s.memory_capacity} and {s.view_sizes}"
+    )
+  if len(s.view_ngrams) != len(s.view_sizes):
+    raise ValueError(
+        f"view_ngrams {s.view_ngrams} and view_sizes {s.view_sizes} must "
+        "have one entry per view"
+    )
+  for name in ("prompt_buckets", "candidate_buckets", "token_buckets"):
+    buckets = getattr(s, name)
+    if not buckets or min(buckets) < 1 or list(buckets) != sorted(buckets):
+      raise ValueError(f"{name} must be ascending sizes >= 1, got {buckets}")
 
 
 SETTINGS_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
@@ -192,7 +269,7 @@ def split_kwargs(
         f"unknown argument(s) {sorted(rest)}; expected fields of "
         f"Settings {SETTINGS_FIELDS} or Hyper {HYPER_FIELDS}"
     )
-  return Settings(**settings), Hyper(**hyper), rest
+  return Settings(**settings), check_hyper(Hyper(**hyper)), rest
 
 
 def as_dict(settings: Settings, hyper: Hyper) -> dict[str, Any]:

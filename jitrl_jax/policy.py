@@ -223,7 +223,7 @@ def jitrl(
     TypeError: on an unknown keyword.
   """
   settings = settings or Settings()
-  hyper = hyper or Hyper()
+  hyper = config_lib.check_hyper(hyper or Hyper())
   if kwargs:
     base = config_lib.as_dict(settings, hyper)
     base.update(kwargs)
@@ -246,7 +246,7 @@ def jitrl(
       neighbours=None,
       hyper=None,
   ) -> ActOutput:
-    hyper = default_hyper if hyper is None else hyper
+    hyper = default_hyper if hyper is None else config_lib.check_hyper(hyper)
     logits = jnp.asarray(logits)
     _check_candidates(logits, candidate_ids, candidate_mask)
     candidate_ids = jnp.asarray(candidate_ids, jnp.int32)
