@@ -2,9 +2,9 @@
 
   python -m benchmarks.theory_bench [--quick]
 
-1. Theory lab (experiments/theory_lab.py), contextual bandit, closed_form
-   rule: agent-episodes per second with 1, 100 and 1,000 agents vmapped in
-   one jitted program (each agent: `episodes` episodes of `horizon` steps
+1. Theory lab (experiments/theory/), contextual bandit, jitrl rule:
+   agent-episodes per second with 1, 100 and 1,000 agents vmapped in one
+   jitted program (each agent: `episodes` episodes of `horizon` steps
    under `lax.scan`), against a Python loop that calls a jitted
    single-agent run (the same scan, no vmap) once per agent, for 100 agents.
    Two memory settings: the lab's default (M = 256, k = 16), where each
@@ -13,8 +13,9 @@
    call); timings are medians of repeated calls, each ended by
    `block_until_ready`. An ablation bounds the ratio the machine allows:
    the same comparison at M = 256 with the retrieval (similarity scan and
-   top-k) replaced by a stand-in that takes the k most recent entries, so
-   what is left is the agent step without the retrieval's work.
+   top-k) replaced by a stand-in that takes the k most recent entries (the
+   runner's `neighbours_fn` parameter), so what is left is the agent step
+   without the retrieval's work.
 2. Sharded retrieval (jitrl_jax/sharding.py) on 1, 2, 4 and 8 fake CPU
    devices, each in a subprocess with
    XLA_FLAGS=--xla_force_host_platform_device_count=D (it must be set before
@@ -24,20 +25,21 @@
    speed-up is expected: this measures the cost of the split and merge.
 """
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
 
 from benchmarks import run as bench_runner
 from benchmarks import timing
+from experiments.configs import theory_lab as lab_config
+from experiments.theory import rules as lab_rules
+from experiments.theory import runner as lab_runner
 from jitrl_jax import retrieval as retrieval_lib
 from jitrl_jax import similarity
 
@@ -45,7 +47,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _recent_neighbours(settings, hyper, memory, views, key):
-  """Ablation stand-in for theory_lab.neighbours: no similarity, no top-k.
+  """Ablation `neighbours_fn` of the lab's runner: no similarity, no top-k.
 
   The k_max most recently written rows (the ring buffer's last slots) with
   similarity 1, masked beyond hyper.k and where empty; views and key are
@@ -101,7 +103,7 @@ def retrieval_floor_us(env, settings, agents: int, quick: bool) -> dict:
   scan = jax.jit(
       jax.vmap(
           lambda r, q: similarity.memory_similarity(
-              q, r, weights, method=settings.similarity_method
+              q, r, weights, method=settings.policy.similarity_method
           )
       )
   )
@@ -129,55 +131,37 @@ def lab_throughput(
     quick: fewer episodes and repeats.
     memory_size: M, each agent's memory capacity.
     k: neighbours retrieved.
-    ablate_retrieval: replace the retrieval by `_recent_neighbours`.
+    ablate_retrieval: run the lab with `_recent_neighbours` as its
+      `neighbours_fn` instead of the retrieval.
     with_floor: also measure `retrieval_floor_us` at 100 agents ("floor").
 
   Returns:
     A dict of the settings, the timings and the 100-agent speed-up.
   """
-  from experiments import theory_lab  # pylint: disable=g-import-not-at-top
-
-  patch = (
-      mock.patch.object(theory_lab, "neighbours", _recent_neighbours)
-      if ablate_retrieval
-      else contextlib.nullcontext()
-  )
-  with patch:
-    out = _lab_throughput(
-        theory_lab, quick, memory_size=memory_size, k=k, with_floor=with_floor
-    )
-  out["ablated"] = ablate_retrieval
-  return out
-
-
-def _lab_throughput(
-    theory_lab, quick: bool, *, memory_size: int, k: int, with_floor: bool
-):
-  """lab_throughput's measurement, with theory_lab as patched (or not)."""
-  from experiments.configs import (  # pylint: disable=g-import-not-at-top
-      theory_lab as lab_config,
-  )
-
-  cfg = theory_lab.resolve_config(lab_config.get_config())
+  cfg = lab_runner.resolve_config(lab_config.get_config())
   episodes = 5 if quick else 20
   cfg.episodes = episodes
   cfg.jitrl.memory_size = memory_size
   cfg.jitrl.k = k
-  env = theory_lab.make_env(cfg, "bandit")
-  settings = theory_lab.settings_for(cfg)
-  hyper = theory_lab.default_hyper(cfg)
-  rule = theory_lab.rule_id("closed_form")
-  runner = theory_lab.make_runner(env, settings)
+  env = lab_runner.make_env(cfg, "bandit")
+  settings = lab_runner.settings_for(cfg)
+  hyper = lab_runner.default_hyper(cfg)
+  rule = lab_rules.rule_id("jitrl")
+  neighbours_fn = (
+      _recent_neighbours if ablate_retrieval else lab_rules.neighbours
+  )
+  runner = lab_runner.make_runner(env, settings, neighbours_fn=neighbours_fn)
   repeats = 3 if quick else 5
   out = {
       "episodes": episodes,
       "horizon": env.horizon,
       "memory": settings.memory_size,
       "k": settings.k_max,
+      "ablated": ablate_retrieval,
   }
   vmapped = {}
   for agents in (1, 100, 1000):
-    keys = theory_lab.agent_keys(0, agents)
+    keys = lab_runner.agent_keys(0, agents)
     t = timing.median_seconds(lambda k=keys: runner(rule, hyper, k), repeats)
     vmapped[agents] = {
         "seconds": t,
@@ -188,10 +172,12 @@ def _lab_throughput(
     out["floor"] = retrieval_floor_us(env, settings, 100, quick)
 
   single = jax.jit(
-      lambda key: theory_lab.run_agent(env, settings, hyper, rule, key)
+      lambda key: lab_runner.run_agent(
+          env, settings, hyper, rule, key, neighbours_fn=neighbours_fn
+      )
   )
   loop_agents = 100
-  keys = theory_lab.agent_keys(0, loop_agents)
+  keys = lab_runner.agent_keys(0, loop_agents)
 
   def loop():
     return [single(keys[i]) for i in range(loop_agents)]
@@ -311,7 +297,7 @@ def run(quick: bool = False) -> str:
   lines = [
       "## Theory lab: vmapped agents, sharded retrieval",
       "",
-      f"Contextual bandit, closed_form rule, {labs[0]['episodes']} episodes "
+      f"Contextual bandit, jitrl rule, {labs[0]['episodes']} episodes "
       f"x {labs[0]['horizon']} steps per agent in one jitted program; JAX "
       f"backend {jax.default_backend()}, compilation excluded, median of "
       "repeated calls. The loop calls a jitted 1-agent run (the same "

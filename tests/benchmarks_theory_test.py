@@ -1,8 +1,8 @@
 """Tests for benchmarks/theory_bench.py's ablation stand-in.
 
-The theory benchmark replaces the lab's retrieval by `_recent_neighbours` to
-measure what an agent-step costs without it; this checks that the stand-in
-returns what its docstring says (the k most recent valid rows), so the
+The theory benchmark runs the lab with `_recent_neighbours` as the runner's
+`neighbours_fn` to measure what an agent-step costs without the retrieval;
+this checks that the stand-in returns what its docstring says (the k most recent valid rows), so the
 ablation row measures a well-formed step. No timings are asserted.
 """
 
@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import theory_bench
-from experiments import theory_lab
+from experiments.theory import rules
+from jitrl_jax import config as config_lib
 from jitrl_jax import memory as memory_lib
 from jitrl_jax import token_sets
 
@@ -39,14 +40,13 @@ def _memory(capacity: int, steps: int):
 
 
 def _settings(k_max: int):
-  return theory_lab.Settings(episodes=1, memory_size=8, k_max=k_max)
+  policy = config_lib.Settings(k=k_max, memory_capacity=8)
+  return rules.Settings(episodes=1, policy=policy)
 
 
 def _hyper(k: int):
-  return theory_lab.Hyper(
-      beta=jnp.float32(1.0),
-      lam=jnp.float32(0.0),
-      alpha=jnp.float32(0.0),
+  return rules.Hyper(
+      policy=config_lib.Hyper(beta=1.0, lam=0.0, alpha=0.0),
       k=jnp.int32(k),
       random_ties=jnp.bool_(False),
   )

@@ -1,4 +1,7 @@
-"""Tests for experiments/run_text_game.py: runs, results, resume, bad input.
+"""Tests for the text-game runner: runs, results, resume, bad input.
+
+experiments/run_text_game.py (the command line), experiments/episodes.py
+(`run_experiment`) and experiments/persistence.py (run directory, step logs).
 
 Most runs use the scripted LM (a table of logits per action string) so that
 they take seconds; one short run uses the real SmolLM2-135M.
@@ -15,9 +18,11 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from experiments import episodes
+from experiments import persistence
 from experiments import run_text_game
 from experiments.configs import scripted
-from jitrl_jax import agent as agent_lib
+from jitrl_jax import agents as agent_lib
 from jitrl_jax import memory as memory_lib
 from jitrl_jax.envs import base as envs_base
 
@@ -142,7 +147,7 @@ class RunTextGameTest(parameterized.TestCase):
       self.assertAlmostEqual(results["agents"][name]["avg"], r["avg"])
       self.assertIn("jax", r["versions"])
       self.assertEqual(r["seeds"]["seed"], cfg.seed)
-      rows = run_text_game.read_step_logs(
+      rows = persistence.read_step_logs(
           os.path.join(run_dir, name, "steps.jsonl")
       )
       self.assertLen(rows, r["decisions"])
@@ -151,7 +156,9 @@ class RunTextGameTest(parameterized.TestCase):
           "value",
           "q",
           "advantage",
-          "beta",
+          "weight",
+          "rule_advantage",
+          "nan_logits",
           "pi_theta",
           "pi",
           "flipped",
@@ -174,7 +181,7 @@ class RunTextGameTest(parameterized.TestCase):
   def test_end_to_end_textworld_express(self):
     cfg = scripted_config(episodes=3, steps=5)
     run_dir = os.path.join(self.dir, "twx")
-    results = run_text_game.run_experiment(cfg, run_dir)
+    results = episodes.run_experiment(cfg, run_dir)
     self._check_run(results, run_dir, cfg)
     # Memory grows episode after episode.
     progress = json.load(open(os.path.join(run_dir, "jitrl", "progress.json")))
@@ -197,11 +204,11 @@ class RunTextGameTest(parameterized.TestCase):
         batch_size=1,
     )
     run_dir = os.path.join(self.dir, "jericho")
-    results = run_text_game.run_experiment(cfg, run_dir)
+    results = episodes.run_experiment(cfg, run_dir)
     self._check_run(results, run_dir, cfg)
     r = json.load(open(os.path.join(run_dir, "jitrl", "results.json")))
     self.assertLen(r["rom_md5"], 32)
-    rows = run_text_game.read_step_logs(
+    rows = persistence.read_step_logs(
         os.path.join(run_dir, "jitrl", "steps.jsonl")
     )
     # The same opening every episode: the second finds the first's steps.
@@ -225,11 +232,11 @@ class RunTextGameTest(parameterized.TestCase):
     cfg.agent.token_buckets = (16,)
     cfg.agent.candidate_buckets = (16,)
     run_dir = os.path.join(self.dir, "real")
-    results = run_text_game.run_experiment(cfg, run_dir)
+    results = episodes.run_experiment(cfg, run_dir)
     self._check_run(results, run_dir, cfg)
     r = json.load(open(os.path.join(run_dir, "jitrl", "results.json")))
     self.assertLen(r["model"]["sha256"], 64)
-    rows = run_text_game.read_step_logs(
+    rows = persistence.read_step_logs(
         os.path.join(run_dir, "jitrl", "steps.jsonl")
     )
     # Real log-probabilities: pi_theta strictly inside (0, 1).
@@ -253,7 +260,7 @@ class RunTextGameTest(parameterized.TestCase):
     base = scripted_config(
         episodes=6, steps=6, batch_size=4, preferences=prefs, beta=10.0
     )
-    envs = run_text_game.make_envs(base)
+    envs = episodes.make_envs(base)
     self.addCleanup(lambda: [e.close() for e in envs])
     diffs = []
     for seed in range(8):
@@ -266,7 +273,7 @@ class RunTextGameTest(parameterized.TestCase):
           beta=10.0,
       )
       cfg.game_seed = seed
-      results = run_text_game.run_experiment(
+      results = episodes.run_experiment(
           cfg, os.path.join(self.dir, f"learn{seed}"), envs=envs
       )
       final = {n: results["agents"][n]["final"] for n in cfg.agents}
@@ -283,7 +290,7 @@ class RunTextGameTest(parameterized.TestCase):
   def test_resume_after_exception_matches_uninterrupted_run(self):
     cfg = scripted_config(agents=("jitrl",), episodes=4, steps=4)
     full_dir = os.path.join(self.dir, "full")
-    full = run_text_game.run_experiment(cfg, full_dir)
+    full = episodes.run_experiment(cfg, full_dir)
 
     run_dir = os.path.join(self.dir, "crash")
 
@@ -292,14 +299,14 @@ class RunTextGameTest(parameterized.TestCase):
         raise run_text_game.SimulatedCrash(agent_name)
 
     with self.assertRaises(run_text_game.SimulatedCrash):
-      run_text_game.run_experiment(cfg, run_dir, after_episode=crash)
+      episodes.run_experiment(cfg, run_dir, after_episode=crash)
     progress = json.load(open(os.path.join(run_dir, "jitrl", "progress.json")))
     self.assertEqual(progress["episodes_done"], 2)
     before = progress["game_scores"]
     # Without --resume the directory is refused.
-    with self.assertRaises(run_text_game.RunDirError):
-      run_text_game.run_experiment(cfg, run_dir)
-    resumed = run_text_game.run_experiment(cfg, run_dir, resume=True)
+    with self.assertRaises(persistence.RunDirError):
+      episodes.run_experiment(cfg, run_dir)
+    resumed = episodes.run_experiment(cfg, run_dir, resume=True)
     r = json.load(open(os.path.join(run_dir, "jitrl", "results.json")))
     self.assertEqual(r["game_scores"][:2], before)
     self.assertLen(r["game_scores"], 4)
@@ -309,10 +316,10 @@ class RunTextGameTest(parameterized.TestCase):
         resumed["agents"]["jitrl"]["episode_scores"],
         full["agents"]["jitrl"]["episode_scores"],
     )
-    rows = run_text_game.read_step_logs(
+    rows = persistence.read_step_logs(
         os.path.join(run_dir, "jitrl", "steps.jsonl")
     )
-    full_rows = run_text_game.read_step_logs(
+    full_rows = persistence.read_step_logs(
         os.path.join(full_dir, "jitrl", "steps.jsonl")
     )
     self.assertEqual(
@@ -347,7 +354,7 @@ class RunTextGameTest(parameterized.TestCase):
     self.assertEqual(progress["episodes_done"], 2)
     before = progress["game_scores"]
     # The killed episode had written no line (lines go out at commit).
-    rows = run_text_game.read_step_logs(
+    rows = persistence.read_step_logs(
         os.path.join(run_dir, "jitrl", "steps.jsonl")
     )
     self.assertEqual({x["episode"] for x in rows}, {0, 1})
@@ -367,7 +374,7 @@ class RunTextGameTest(parameterized.TestCase):
     s = json.load(open(os.path.join(run_dir, "static", "results.json")))
     self.assertLen(s["game_scores"], 4)
     self.assertEqual(s["resumed_at"], [4])  # Finished before the kill.
-    rows = run_text_game.read_step_logs(
+    rows = persistence.read_step_logs(
         os.path.join(run_dir, "jitrl", "steps.jsonl")
     )
     self.assertEqual(sorted({x["episode"] for x in rows}), [0, 1, 2, 3])
@@ -379,8 +386,8 @@ class RunTextGameTest(parameterized.TestCase):
           '{"episode": 0, "step": 0}\n{"episode": 1, "step": 0}\n'
           '{"episode": 2, "st'
       )
-    self.assertLen(run_text_game.read_step_logs(path), 2)
-    self.assertLen(run_text_game.read_step_logs(path, before_episode=1), 1)
+    self.assertLen(persistence.read_step_logs(path), 2)
+    self.assertLen(persistence.read_step_logs(path, before_episode=1), 1)
 
   # -- Bad input --------------------------------------------------------------
 
@@ -390,16 +397,14 @@ class RunTextGameTest(parameterized.TestCase):
         agent_lib.UnknownAgentError,
         "gpt-agent.*static, jitrl, jitrl-reference, " "memory-prompt",
     ):
-      run_text_game.run_experiment(cfg, os.path.join(self.dir, "x"))
+      episodes.run_experiment(cfg, os.path.join(self.dir, "x"))
     self.assertFalse(os.path.exists(os.path.join(self.dir, "x")))
 
   def test_unsupported_game(self):
     for game in ("jericho:not-a-game", "twx:not-a-game", "atari:pong"):
       cfg = scripted_config(game=game)
-      if game.startswith("jericho") and not _have_rom():
-        continue
       with self.assertRaises(envs_base.UnknownGameError, msg=game):
-        run_text_game.run_experiment(cfg, os.path.join(self.dir, "x"))
+        episodes.run_experiment(cfg, os.path.join(self.dir, "x"))
 
   def test_missing_rom(self):
     empty = os.path.join(self.dir, "empty_rom_dir")
@@ -411,7 +416,7 @@ class RunTextGameTest(parameterized.TestCase):
       with self.assertRaisesRegex(
           envs_base.EnvironmentUnavailableError, "zork1"
       ):
-        run_text_game.run_experiment(cfg, os.path.join(self.dir, "x"))
+        episodes.run_experiment(cfg, os.path.join(self.dir, "x"))
     finally:
       if old is None:
         del os.environ["JITRL_ROM_DIR"]
@@ -429,8 +434,8 @@ class RunTextGameTest(parameterized.TestCase):
     )
     cfg.env = {}
     run_dir = os.path.join(self.dir, "noactions")
-    run_text_game.run_experiment(cfg, run_dir)
-    rows = run_text_game.read_step_logs(
+    episodes.run_experiment(cfg, run_dir)
+    rows = persistence.read_step_logs(
         os.path.join(run_dir, "jitrl", "steps.jsonl")
     )
     self.assertLen(rows, 6)
@@ -463,8 +468,8 @@ class RunTextGameTest(parameterized.TestCase):
 
   def test_resume_without_a_run_is_an_error(self):
     cfg = scripted_config()
-    with self.assertRaises(run_text_game.RunDirError):
-      run_text_game.resolve_run_dir(
+    with self.assertRaises(persistence.RunDirError):
+      persistence.resolve_run_dir(
           cfg, os.path.join(self.dir, "none"), resume=True
       )
 

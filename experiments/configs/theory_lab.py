@@ -8,7 +8,7 @@ Many independent agents (vmapped) each with their own memory play the
 synthetic environments of jitrl_jax/envs/synthetic.py; every rule sees the same
 environment instances, the same prior and the same random draws. The main
 comparison runs every rule at the default hyper-parameters; the sweeps vary one
-knob of the closed-form rule at a time (beta, lambda) and the (memory size, k)
+knob of the jitrl rule at a time (beta, lambda) and the (memory size, k)
 grid that shows the bias / variance trade-off of the advantage estimate.
 
 `quick=True` shrinks everything for tests and CI (seconds, not minutes); it is
@@ -18,7 +18,7 @@ command line as well as in code.
 
 import ml_collections
 
-from experiments import theory_lab
+from experiments.theory import rules as lab_rules
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.quick = False
   c.seed = 0
   c.envs = ("bandit", "tree")
-  c.rules = theory_lab.RULES  # every update rule the lab knows
+  c.rules = lab_rules.RULES  # every update rule the lab knows
   c.agents = 1000  # independent agents per rule (vmapped)
   c.episodes = 40
 
@@ -61,18 +61,25 @@ def get_config() -> ml_collections.ConfigDict:
       )
   )
 
-  # JitRL (shared by the memory rules).
+  # JitRL (shared by the memory rules). The names are those of the fields
+  # of `jitrl_jax.config.Settings` (k, threshold, stochastic_bonus,
+  # similarity_method) and `jitrl_jax.config.Hyper` (beta, lam, alpha), the
+  # configuration type the policy, the agent and the lab share, plus the
+  # lab's own memory_size (Settings.memory_capacity) and random_ties.
   c.jitrl = ml_collections.ConfigDict(
       dict(
           # k and beta from the sweeps below (the regret minima on the
-          # bandit); SPEC's defaults are k = 10, beta = 1.
+          # bandit); the defaults of docs/method.md section 10 are k = 10,
+          # beta = 1.
           memory_size=256,
           k=16,
           beta=4.0,
           lam=0.5,
           alpha=1.0,
           threshold=0.0,
-          stochastic_bonus=True,  # Bernoulli(lam) bonus, as in the paper
+          # Draw the bonus: Bernoulli(lam) for jitrl, as in the paper, and
+          # Bernoulli(p_explore) for reference, as in the authors' code.
+          stochastic_bonus=True,
           # Exact Jaccard kernel (similarity.jaccard): all give the same
           # values; "unrolled" (64 scalar compares a row at S = 8, fused
           # across rows) runs the lab ~1.7x faster than "dense".
@@ -82,7 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
           random_ties=False,
       )
   )
-  # gradient-kl: the closed-form objective solved by gradient ascent.
+  # gradient-kl: jitrl's objective solved by gradient ascent.
   c.gradient_kl = ml_collections.ConfigDict(
       dict(steps=100, learning_rate=0.1, optimizer="adam")
   )
@@ -96,7 +103,7 @@ def get_config() -> ml_collections.ConfigDict:
       )
   )
 
-  # Sweeps of the closed-form rule (one knob at a time; others at default).
+  # Sweeps of the jitrl rule (one knob at a time; others at default).
   c.sweep = ml_collections.ConfigDict(
       dict(
           env="bandit",

@@ -31,12 +31,12 @@ fallback list `base.FALLBACK_ACTIONS`.
 from __future__ import annotations
 
 import collections
-import hashlib
 import importlib
 import importlib.util
 import os
 from typing import Any, Iterable
 
+from jitrl_jax import io as io_lib
 from jitrl_jax.envs import base
 
 ROM_DIR_ENV = "JITRL_ROM_DIR"
@@ -71,11 +71,6 @@ def supported_games() -> dict[str, tuple[str, str]]:
       info["name"]: (info["rom"], md5)
       for md5, info in defines.BINDINGS_DICT.items()
   }
-
-
-def _file_md5(path: str) -> str:
-  with open(path, "rb") as f:
-    return hashlib.md5(f.read()).hexdigest()
 
 
 def find_rom(game: str, rom_dir: str | os.PathLike[str] | None = None) -> str:
@@ -121,7 +116,7 @@ def find_rom(game: str, rom_dir: str | os.PathLike[str] | None = None) -> str:
         f"{rom_dir!r}, which holds: {', '.join(present) or 'nothing'}. "
         f"Get the ROMs from {ROM_SOURCE}"
     )
-  found = _file_md5(path)
+  found = io_lib.file_md5(path)
   if found != md5:
     other = [n for n, (_, m) in games.items() if m == found]
     what = (

@@ -25,7 +25,6 @@ corrupt, wrong-architecture or hash-mismatched files, with the path.
 import dataclasses
 import functools
 import glob
-import hashlib
 import importlib.util
 import json
 import os
@@ -35,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jitrl_jax import io as io_lib
 from jitrl_jax.models import llama as llama_lib
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -79,13 +79,8 @@ def default_gguf_path() -> str:
   return path
 
 
-def file_sha256(path: str) -> str:
-  """Hex SHA-256 of a file."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 22), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
+# Hex SHA-256 of a file, streamed (kept here as part of this module's API).
+file_sha256 = io_lib.file_sha256
 
 
 # ---------------------------------------------------------------------------
