@@ -183,7 +183,7 @@ def _finish_trajectories(cfg, agent_name, trajs, lm, task_id, episode):
   """Rewards of every game -> the agent's Trajectory list, reward notes."""
   trajectories, notes = [], []
   for i, tr in enumerate(trajs):
-    rewards, note = rewards_lib.episode_rewards(cfg, agent_name, tr, lm)
+    rewards, note = rewards_lib.episode_rewards(cfg, tr, lm)
     notes.append(note)
     trajectories.append(
         agent_lib.Trajectory(
@@ -192,6 +192,7 @@ def _finish_trajectories(cfg, agent_name, trajs, lm, task_id, episode):
             rewards=rewards,
             task_id=task_id,
             episode_id=episode * len(trajs) + i,
+            lost=bool(tr["lost"]),
         )
     )
   return trajectories, notes

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 def episode_rewards(
     cfg,
-    agent_name: str,
     trajectory: dict[str, Any],
     lm: agent_lib.LanguageModel,
 ) -> tuple[np.ndarray, str]:
@@ -26,7 +25,6 @@ def episode_rewards(
 
   Args:
     cfg: the config (config.rewards).
-    agent_name: the agent (the reference rule adds its failure penalty).
     trajectory: {"actions", "observations" [T + 1], "env_rewards", "won",
       "lost", "task"}.
     lm: the LM (the evaluator uses its `generate_text`).
@@ -79,12 +77,4 @@ def episode_rewards(
       else:
         note = source
   rewards = np.nan_to_num(np.array(rewards, np.float32), nan=0.0)
-  penalty = float(cfg.rewards.get("reference_failure_penalty", 0.0))
-  if (
-      agent_name == "jitrl-reference"
-      and penalty
-      and trajectory["lost"]
-      and rewards.size
-  ):
-    rewards[-1] += penalty
   return rewards, note

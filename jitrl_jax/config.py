@@ -75,6 +75,10 @@ class Settings:
     reference_probabilities: reference rule's p: "softmax" (softmax of z
       over the candidates) or "exp" (exp z).
     tau0: first threshold of the reference schedule (threshold None).
+    failure_penalty: reference rule: added to the last step's reward of a
+      lost episode before the returns are computed (the authors' code gives
+      -10 on its reward scale; docs/method.md section 9). The jitrl rule
+      ignores it.
     similarity_method: exact Jaccard kernel (`similarity.jaccard`).
     memory_capacity: M, rows of the memory's ring buffer.
     view_sizes: set size S of each view (history, current for text games).
@@ -111,6 +115,7 @@ class Settings:
   web: bool = False
   reference_probabilities: str = "softmax"
   tau0: float = 0.95
+  failure_penalty: float = 0.0
   similarity_method: str = "hash"
   memory_capacity: int = 16384
   view_sizes: tuple[int, ...] = (128, 256)

@@ -130,6 +130,18 @@ def retrieve(
   )
 
 
+def _with_failure_penalty(rewards, mask, lost, penalty):
+  """[T] rewards with `penalty` added at the last real step if `lost`.
+
+  The reference rule's failure signal (docs/method.md section 9).
+  """
+  rewards = jnp.asarray(rewards)
+  mask = jnp.asarray(mask, bool)
+  last = jnp.sum(mask, dtype=jnp.int32) - 1
+  hit = (jnp.arange(rewards.shape[0]) == last) & jnp.asarray(lost, bool)
+  return jnp.where(hit, rewards + jnp.asarray(penalty, rewards.dtype), rewards)
+
+
 def _check_candidates(logits, candidate_ids, candidate_mask) -> None:
   chex.assert_rank(logits, 1)
   chex.assert_equal_shape(
@@ -216,7 +228,8 @@ def jitrl(
       makes `memory` and `query_views` unused. `hyper`: this call's
       hyperparameters (traced), instead of the constructor's.
     * observe(memory, views [T, ...], action_ids [T], rewards [T],
-      mask [T], task_id, episode_id) -> MemoryState.
+      mask [T], task_id, episode_id, lost=False) -> MemoryState. `lost`:
+      the episode was lost (the reference rule's failure penalty).
 
   Raises:
     ValueError: on an unknown rule or probability form.
@@ -319,7 +332,12 @@ def jitrl(
       mask,
       task_id,
       episode_id,
+      lost=False,
   ):
+    if settings.rule == "reference" and settings.failure_penalty:
+      rewards = _with_failure_penalty(
+          rewards, mask, lost, settings.failure_penalty
+      )
     rets = returns_lib.discounted_returns(
         rewards, mask, gamma=default_hyper.gamma
     )

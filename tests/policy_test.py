@@ -388,6 +388,28 @@ class ObserveTest(absltest.TestCase):
     np.testing.assert_array_equal(np.asarray(memory.action_ids)[valid], [5, 6])
     np.testing.assert_array_equal(np.asarray(memory.episode_ids)[valid], 9)
 
+  def test_reference_failure_penalty_on_the_last_real_step(self):
+    # Rewards [1, 4, 7*], lost: the last real step gets 4 - 2 = 2, so
+    # G_1 = 2, G_0 = 1 + .5 * 2 = 2. The jitrl rule ignores the penalty,
+    # and a won episode is untouched (G = 3, 4 as above).
+    def returns(rule, lost):
+      agent = policy_lib.jitrl(gamma=0.5, rule=rule, failure_penalty=-2.0)
+      memory = agent.observe(
+          agent.init(8, VIEW_SIZES),
+          stack_views([0, 1, 2]),
+          jnp.array([5, 6, 7], jnp.int32),
+          jnp.array([1.0, 4.0, 7.0]),
+          jnp.array([True, True, False]),
+          jnp.int32(3),
+          jnp.int32(9),
+          lost,
+      )
+      return np.asarray(memory.returns)[np.asarray(memory.valid)]
+
+    np.testing.assert_allclose(returns("reference", True), [2.0, 2.0])
+    np.testing.assert_allclose(returns("reference", False), [3.0, 4.0])
+    np.testing.assert_allclose(returns("jitrl", True), [3.0, 4.0])
+
 
 class CompileAndBatchTest(chex.TestCase):
 

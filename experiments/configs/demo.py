@@ -64,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.game_seed = 3
   c.rewards.source = "env"
   c.rewards.env_scale = 1.0
-  c.rewards.reference_failure_penalty = 0.0
+  c.agent.failure_penalty = 0.0
   c.agent.beta = 8.0
   c.agent.history_turns = 0
   c.agent.list_actions = True

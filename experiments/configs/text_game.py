@@ -51,9 +51,6 @@ def get_config(game: str = "detective") -> ml_collections.ConfigDict:
   c.rewards.evaluator_low = -3.0
   c.rewards.evaluator_high = 3.0
   c.rewards.evaluator_max_new_tokens = 128
-  # docs/method.md section 9: the reference gives a failed (lost) episode's
-  # last step -10; on the env_scale above that is -1.
-  c.rewards.reference_failure_penalty = -1.0
 
   # The agent: config.Settings and config.Hyper, the library's one set of
   # defaults (docs/method.md sections 2 to 9), with this protocol's choices.
@@ -61,6 +58,9 @@ def get_config(game: str = "detective") -> ml_collections.ConfigDict:
       config_lib.as_dict(config_lib.Settings(), config_lib.Hyper())
   )
   c.agent.beta = 5.0
+  # docs/method.md section 9: the reference rule gives a failed (lost)
+  # episode's last step -10; on the env_scale above that is -1.
+  c.agent.failure_penalty = -1.0
   # Shapes: the LM pass costs about (L + (C + X) T) tokens through 135M
   # parameters a game, so the buckets are kept tight; a longer prompt is cut
   # (oldest moves first, then the middle).

@@ -112,6 +112,7 @@ class Trajectory(NamedTuple):
   rewards: Sequence[float]  # [T] the rewards that make the returns
   task_id: int
   episode_id: int
+  lost: bool = False  # the game was lost (reference rule's failure penalty)
 
 
 class Choice(NamedTuple):
@@ -347,6 +348,7 @@ def make_agent(
           mask,
           jnp.int32(traj.task_id),
           jnp.int32(traj.episode_id),
+          jnp.asarray(bool(traj.lost)),
       )
       for a in traj.actions:
         texts.pop(actions_lib.action_id(a), None)  # Most recent last.
