@@ -30,6 +30,7 @@ from experiments import persistence
 from experiments import plotting
 from experiments import rewards as rewards_lib
 from jitrl_jax import agents as agent_lib
+from jitrl_jax import config as config_lib
 from jitrl_jax import memory as memory_lib
 from jitrl_jax.envs import base as envs_base
 
@@ -372,20 +373,32 @@ def run_agent(
 # A whole experiment.
 
 
+class ConfigError(ValueError):
+  """The experiment config is invalid (checked before any work is done)."""
+
+
+def check_agent_config(cfg: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError when config.agent has an unknown or bad value."""
+  try:
+    config_lib.split_kwargs(cfg.agent.to_dict())
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"config.agent: {e}") from None
+
+
 def _agent_names(cfg: ml_collections.ConfigDict) -> list[str]:
   """The agents to run (checked): all, or the first in "single" mode."""
   agents = list(cfg.agents)
   if cfg.get("mode", "compare") == "single":
     agents = agents[:1]
   if not agents:
-    raise ValueError(
+    raise ConfigError(
         "config.agents is empty; valid agents are: "
         + ", ".join(agent_lib.AGENT_NAMES)
     )
   for name in agents:
     agent_lib.check_agent_name(name)
   if len(set(agents)) != len(agents):
-    raise ValueError(f"config.agents lists an agent twice: {agents}")
+    raise ConfigError(f"config.agents lists an agent twice: {agents}")
   return agents
 
 
@@ -419,8 +432,19 @@ def run_experiment(
     RunDirError, ValueError: bad input, before any work is done.
   """
   agents = _agent_names(cfg)
+  check_agent_config(cfg)
+  with persistence.run_lock(run_dir):
+    return _run_locked(
+        cfg, run_dir, agents, resume, after_episode, kill_at, lm, envs
+    )
+
+
+def _run_locked(cfg, run_dir, agents, resume, after_episode, kill_at, lm, envs):
+  """`run_experiment` once the run directory is locked."""
   config_path = os.path.join(run_dir, "config.json")
   persistence.refuse_existing_run(config_path, run_dir, resume)
+  if resume and os.path.exists(config_path):
+    persistence.check_resumed_config(config_path, cfg)
   # Make the games before loading the LM: a missing ROM or an unknown game
   # fails in seconds, with the adapter's message.
   own_envs = envs is None

@@ -17,6 +17,13 @@ point: it holds the memory and the progress), then progress.json. A run
 killed between two commits resumes from memory.npz; `start_or_resume` drops
 the step lines of episodes that memory.npz does not hold.
 
+While a run uses its directory it holds an exclusive lock on `<run_dir>/.lock`
+(`run_lock`): a second process on the same directory stops with an error that
+names the first one's process id. The lock is an `fcntl.flock`, which the
+kernel releases when its process dies, so the lock file of a killed run is
+simply taken over. A resumed run must have the stored config.json's settings
+(only `RESUMABLE_KEYS` may change).
+
 Provenance (`versions`, the ROM's md5, the model's sha256) goes into every
 results.json. Every file is written with `jitrl_jax.io`'s atomic writers,
 except steps.jsonl, which is appended to.
@@ -24,7 +31,9 @@ except steps.jsonl, which is appended to.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import glob
 import importlib.metadata
 import json
@@ -45,6 +54,8 @@ if TYPE_CHECKING:
   from jitrl_jax import agents as agent_lib
 
 PROGRESS_FORMAT = 1
+# Config keys a resumed run may change (a run can be extended).
+RESUMABLE_KEYS = frozenset({"episodes", "runs_root"})
 
 
 class RunDirError(RuntimeError):
@@ -145,6 +156,75 @@ def resolve_run_dir(cfg, run_dir: str | None, resume: bool) -> str:
   return os.path.join(root, stamp)
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: str):
+  """Holds `<run_dir>/.lock` exclusively while the block runs.
+
+  Raises:
+    RunDirError: another live process holds it (its pid is named).
+  """
+  os.makedirs(run_dir, exist_ok=True)
+  path = os.path.join(run_dir, ".lock")
+  with open(path, "a+", encoding="utf-8") as f:
+    try:
+      fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "unknown"
+      raise RunDirError(
+          f"{run_dir} is in use by another run (process {holder}); wait for "
+          "it to end or choose another --run_dir"
+      ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _json_form(obj: Any) -> Any:
+  """obj as config.json stores it (tuples become lists)."""
+  return json.loads(json.dumps(obj))
+
+
+def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
+  """'key: stored -> current' for every leaf that differs."""
+  if isinstance(stored, dict) and isinstance(current, dict):
+    out = []
+    for key in sorted(set(stored) | set(current)):
+      name = f"{prefix}{key}"
+      if name in RESUMABLE_KEYS:
+        continue
+      out += _differences(
+          stored.get(key, "<absent>"), current.get(key, "<absent>"), name + "."
+      )
+    return out
+  if stored != current:
+    return [f"{prefix.rstrip('.')}: {stored!r} -> {current!r}"]
+  return []
+
+
+def check_resumed_config(config_path: str, cfg: ml_collections.ConfigDict):
+  """Raises RunDirError if cfg differs from the run's stored config.json."""
+  try:
+    with open(config_path, encoding="utf-8") as f:
+      stored = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise RunDirError(f"cannot read the stored config {config_path}: {e}")
+  diffs = _differences(stored, _json_form(cfg.to_dict()))
+  if diffs:
+    shown = "; ".join(diffs[:6]) + ("; ..." if len(diffs) > 6 else "")
+    raise RunDirError(
+        f"--resume with another config than the run's {config_path}: "
+        f"{shown}. Resume with the same config (only "
+        f"{', '.join(sorted(RESUMABLE_KEYS))} may change) or start a new "
+        "--run_dir"
+    )
+
+
 def refuse_existing_run(config_path: str, run_dir: str, resume: bool) -> None:
   """Raises RunDirError when run_dir holds a run and resume is off."""
   if os.path.exists(config_path) and not resume:
@@ -228,7 +308,18 @@ def start_or_resume(
           "it or choose another --run_dir"
       )
     memory, meta = memory_lib.load(files.memory)
+    if "progress" not in meta or "action_texts" not in meta:
+      raise RunDirError(
+          f"{files.memory} has no run progress in its metadata (it was not "
+          "written by this runner), so the run cannot be resumed from it; "
+          "move it away or choose another --run_dir"
+      )
     progress = meta["progress"]
+    if progress.get("agent", agent_name) != agent_name:
+      raise RunDirError(
+          f"{files.memory} holds agent {progress.get('agent')!r}, not "
+          f"{agent_name!r}"
+      )
     state = agent.restore(
         memory,
         {int(k): v for k, v in meta["action_texts"].items()},

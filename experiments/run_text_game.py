@@ -40,6 +40,7 @@ from ml_collections import config_flags
 from experiments import episodes
 from experiments import persistence
 from jitrl_jax import agents as agent_lib
+from jitrl_jax import memory as memory_lib
 from jitrl_jax.envs import base as envs_base
 
 # Kept for callers of the former single-module runner (colabs/03_text_game).
@@ -117,10 +118,14 @@ def main(argv: Sequence[str]) -> None:
     )
   except (
       agent_lib.UnknownAgentError,
+      agent_lib.NonFiniteLogitsError,
+      episodes.ConfigError,
       envs_base.UnknownGameError,
       envs_base.EnvironmentUnavailableError,
+      memory_lib.MemoryFileError,
       persistence.RunDirError,
   ) as e:
+    # Bad input: one line that says what is wrong, no traceback.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print()
