@@ -292,7 +292,9 @@ def run_agent(
     envs: B environments (reset at every episode; not closed here).
     resume: continue from out_dir's committed episodes.
     after_episode: called with (agent, episodes committed) after each commit.
-    kill_at: (agent, episode, step): SIGKILL before that step (tests).
+    kill_at: (agent, episode, step): SIGKILL before that step, or, with
+      "logged" or "saving" for the step, during the episode's commit
+      (tests; see `persistence.commit_episode`).
     position: progress-bar row.
 
   Returns:
@@ -338,7 +340,18 @@ def run_agent(
             int(memory_lib.size(state.memory)),
             max_score,
         )
-        persistence.commit_episode(files, state, progress, rows)
+        phase = (
+            kill_at[2]
+            if kill_at and kill_at[:2] == (agent_name, episode)
+            else None
+        )
+        persistence.commit_episode(
+            files,
+            state,
+            progress,
+            rows,
+            kill=phase if phase in persistence.KILL_PHASES else None,
+        )
         if ep_bar is not None:
           ep_bar.update(1)
           ep_bar.set_postfix(

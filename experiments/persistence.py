@@ -39,6 +39,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 from typing import Any, NamedTuple, Sequence, TYPE_CHECKING
 
 import jax
@@ -301,6 +302,7 @@ def start_or_resume(
   """
   state = agent.init()
   progress = new_progress(cfg, agent_name)
+  remove_stale_temp_files(files.memory)
   if os.path.exists(files.memory):
     if not resume:
       raise RunDirError(
@@ -358,14 +360,55 @@ def record_episode(
   return mean_score
 
 
+KILL_PHASES = ("logged", "saving")
+
+
+def _die_while_saving(path: str) -> None:
+  """Testing hook: SIGKILL mid-write of `path`'s temporary file.
+
+  Leaves what a kill during `memory.save` leaves: a partial temporary file
+  beside the untouched `path`.
+  """
+  directory, name = os.path.split(os.path.abspath(path))
+  with open(os.path.join(directory, f".{name}.killed.tmp"), "wb") as f:
+    f.write(b"PK\x03\x04 partial npz")
+    f.flush()
+    os.fsync(f.fileno())
+  os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove_stale_temp_files(path: str) -> list[str]:
+  """Removes temporary files a killed writer of `path` left behind."""
+  directory, name = os.path.split(os.path.abspath(path))
+  stale = glob.glob(os.path.join(directory, f".{glob.escape(name)}.*tmp"))
+  for p in stale:
+    os.remove(p)
+  return stale
+
+
 def commit_episode(
     files: AgentFiles,
     state: agent_lib.AgentState,
     progress: dict[str, Any],
     rows: Sequence[dict[str, Any]],
+    *,
+    kill: str | None = None,
 ) -> None:
-  """Writes an episode: step lines, then memory.npz (the commit), progress."""
+  """Writes an episode: step lines, then memory.npz (the commit), progress.
+
+  Args:
+    files: the agent's files.
+    state: the agent after the episode.
+    progress: its progress.
+    rows: the episode's step lines.
+    kill: testing hook (`KILL_PHASES`): SIGKILL after the step lines are
+      written ("logged") or while memory.npz is written ("saving").
+  """
   append_step_logs(files.steps, rows)
+  if kill == "logged":
+    os.kill(os.getpid(), signal.SIGKILL)
+  if kill == "saving":
+    _die_while_saving(files.memory)
   memory_lib.save(
       state.memory,
       files.memory,

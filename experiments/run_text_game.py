@@ -77,7 +77,9 @@ def _define_flags() -> None:
       "kill_at",
       "",
       "Testing hook 'AGENT:EPISODE:STEP': SIGKILL this process at that step "
-      "(0-based episode and step), mid-episode.",
+      "(0-based episode and step), mid-episode; STEP 'logged' or 'saving': "
+      "during the episode's commit, after its step lines are written or "
+      "while its memory.npz is written.",
   )
 
 
@@ -88,8 +90,10 @@ class SimulatedCrash(RuntimeError):
 def _parse_kill_at(spec: str):
   if not spec:
     return None
-  agent, ep, st = spec.split(":")
-  return agent, int(ep), int(st)
+  agent, ep, where = spec.split(":")
+  if where in persistence.KILL_PHASES:
+    return agent, int(ep), where
+  return agent, int(ep), int(where)
 
 
 def main(argv: Sequence[str]) -> None:
