@@ -6,6 +6,8 @@ of candidate ``c`` is its summed log-probability after the prompt,
   z_c = sum_{t < T_c} log pi(a_{c,t} | x, a_{c,<t}),
 
 optionally divided by its length ``T_c`` (``normalise=True``).
+``candidate_token_logprobs_batch`` gives the per-token terms before the sum
+(every prefix's log-probability at once).
 
 All candidates share the prompt: the prompt and every candidate are laid out
 as one sequence ``[x (L) | a_1 (T) | ... | a_C (T)]`` with a block attention
@@ -168,7 +170,7 @@ def candidate_layout_mask(
   return from_prompt | same_candidate
 
 
-def score_candidates_batch(
+def candidate_token_logprobs_batch(
     graphdef: nnx.GraphDef,
     state: nnx.State,
     prompt_ids: jax.Array,
@@ -176,11 +178,16 @@ def score_candidates_batch(
     candidate_ids: jax.Array,
     candidate_lengths: jax.Array,
     *,
-    normalise: bool = False,
-) -> jax.Array:
-  """Scores C candidates after each of B prompts, one forward pass in all.
+    return_log_softmax: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+  """Per-token log-probabilities of C candidates after B prompts, one pass.
 
-  Pure and jittable; the parameters cross jit as ``nnx.split(model)``.
+  The teacher-forced pass of the module docstring, before the sum:
+
+    lp[b, c, t] = log pi(a_{c,t} | x_b, a_{c,<t})    (t < T_c; 0 past T_c)
+
+  so ``sum_{t < k} lp[b, c, t]`` is the log-probability of the first k tokens
+  of candidate c, for every prefix length k at once. Pure and jittable.
 
   Args:
     graphdef: the ``Llama`` graph definition.
@@ -189,11 +196,13 @@ def score_candidates_batch(
     prompt_lens: [B] int32 real prompt lengths (>= 1).
     candidate_ids: [B, C, T] int32 right-padded candidates.
     candidate_lengths: [B, C] int32 tokens per candidate; 0 masks it.
-    normalise: divide each sum by the candidate's length.
+    return_log_softmax: static; also return the whole next-token
+      distribution at every predicting position.
 
   Returns:
-    [B, C] float32 ``sum_t log pi(a_{c,t} | x, a_{c,<t})`` (or its mean);
-    ``-inf`` where ``candidate_lengths == 0``.
+    [B, C, T] float32 ``lp`` (0 at padding). With ``return_log_softmax``, a
+    pair ``(lp, log_softmax)`` where ``log_softmax`` [B, C, T, V] float32 is
+    ``log pi(. | x_b, a_{c,<t})`` (rows past ``T_c`` are meaningless).
   """
   b, l = prompt_ids.shape
   _, c, t = candidate_ids.shape
@@ -231,6 +240,48 @@ def score_candidates_batch(
   targets = jnp.where(cand_real, candidate_ids.reshape(b, c * t), 0)
   token_logp = jnp.take_along_axis(logp, targets[:, :, None], axis=2)[..., 0]
   token_logp = jnp.where(cand_real, token_logp, 0.0).reshape(b, c, t)
+  if return_log_softmax:
+    return token_logp, logp.reshape(b, c, t, logp.shape[-1])
+  return token_logp
+
+
+def score_candidates_batch(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    prompt_ids: jax.Array,
+    prompt_lens: jax.Array,
+    candidate_ids: jax.Array,
+    candidate_lengths: jax.Array,
+    *,
+    normalise: bool = False,
+) -> jax.Array:
+  """Scores C candidates after each of B prompts, one forward pass in all.
+
+  Pure and jittable; the parameters cross jit as ``nnx.split(model)``. The
+  sum over t of ``candidate_token_logprobs_batch``.
+
+  Args:
+    graphdef: the ``Llama`` graph definition.
+    state: its parameters.
+    prompt_ids: [B, L] int32 right-padded prompts.
+    prompt_lens: [B] int32 real prompt lengths (>= 1).
+    candidate_ids: [B, C, T] int32 right-padded candidates.
+    candidate_lengths: [B, C] int32 tokens per candidate; 0 masks it.
+    normalise: divide each sum by the candidate's length.
+
+  Returns:
+    [B, C] float32 ``sum_t log pi(a_{c,t} | x, a_{c,<t})`` (or its mean);
+    ``-inf`` where ``candidate_lengths == 0``.
+  """
+  candidate_lengths = candidate_lengths.astype(jnp.int32)
+  token_logp = candidate_token_logprobs_batch(
+      graphdef,
+      state,
+      prompt_ids,
+      prompt_lens,
+      candidate_ids,
+      candidate_lengths,
+  )
   total = token_logp.sum(axis=-1)
   if normalise:
     total = total / jnp.maximum(candidate_lengths, 1).astype(jnp.float32)
