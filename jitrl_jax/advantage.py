@@ -1,8 +1,8 @@
 """Values and advantages from retrieved neighbours.
 
-JitRL (arXiv 2601.18510, section 5 of SPEC.md) estimates, for a state s, the
-value V(s), the action values Q(s, a) and the advantages A(s, a) = Q - V of the
-candidate actions from the returns of the K experiences retrieved for s:
+JitRL (arXiv 2601.18510, docs/method.md section 5) estimates, for a state s,
+the value V(s), the action values Q(s, a) and the advantages A(s, a) = Q - V
+of the candidate actions from the returns of the K experiences retrieved for s:
 
   V(s)    = mean_{i in N(s)} G_i
   Q(s, a) = mean_{i in N(s), a_i = a} G_i,  n(s, a) = #{i in N(s): a_i = a}
@@ -16,8 +16,8 @@ Everything is computed with fixed shapes through masked sums over the
 [C, K] equality matrix between candidate ids and neighbour action ids; no
 Python branch depends on a traced value, so the functions jit and vmap.
 
-`reference_advantages` is the rule of the authors' released code (SPEC
-section 9), kept as a separate function for comparison.
+`reference_advantages` is the rule of the authors' released code
+(docs/method.md section 9), kept as a separate function for comparison.
 
 Dimension letters: K neighbours, C candidates.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 import typing
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -45,7 +46,10 @@ class AdvantageOutput(NamedTuple):
 
 
 class ReferenceAdvantageOutput(NamedTuple):
-  """Values and advantages of the candidates (reference rule, SPEC 9)."""
+  """Values and advantages of the candidates (reference rule).
+
+  See docs/method.md section 9.
+  """
 
   value: jax.Array  # [] float V(s), recomputed over the table when needed
   q_values: jax.Array  # [C] float Q(s, a) (unseen: V0 + alpha/|N| or 0)
@@ -67,24 +71,34 @@ class MemoryCandidates(NamedTuple):
 
 def _check_shapes(neighbours, candidate_ids, candidate_mask):
   """Raises ValueError on inconsistent static shapes."""
-  k_shape = jnp.shape(neighbours.action_ids)
-  if len(k_shape) != 1:
-    raise ValueError(
-        f"neighbours.action_ids must have shape [K], got {k_shape}; vmap "
-        "the function for a batch of states."
-    )
-  for name in ("returns", "mask"):
-    shape = jnp.shape(getattr(neighbours, name))
-    if shape != k_shape:
-      raise ValueError(
-          f"neighbours.{name} has shape {shape}, expected {k_shape}."
-      )
-  c_shape = jnp.shape(candidate_ids)
-  if len(c_shape) != 1 or jnp.shape(candidate_mask) != c_shape:
-    raise ValueError(
-        "candidate_ids and candidate_mask must both have shape [C], got "
-        f"{c_shape} and {jnp.shape(candidate_mask)}."
-    )
+  k_arrays = [
+      jnp.asarray(x)
+      for x in (neighbours.action_ids, neighbours.returns, neighbours.mask)
+  ]
+  c_arrays = [jnp.asarray(candidate_ids), jnp.asarray(candidate_mask)]
+  c_message = "candidate_ids and candidate_mask must both have shape [C]"
+  chex.assert_rank(
+      k_arrays[0],
+      1,
+      custom_message=(
+          "neighbours.action_ids must have shape [K]; vmap the function for"
+          " a batch of states"
+      ),
+      exception_type=ValueError,
+  )
+  chex.assert_equal_shape(
+      k_arrays,
+      custom_message=(
+          "neighbours.action_ids, .returns and .mask must share one shape [K]"
+      ),
+      exception_type=ValueError,
+  )
+  chex.assert_rank(
+      c_arrays, 1, custom_message=c_message, exception_type=ValueError
+  )
+  chex.assert_equal_shape(
+      c_arrays, custom_message=c_message, exception_type=ValueError
+  )
 
 
 def _float_dtype(returns: jax.Array):
@@ -122,7 +136,7 @@ def advantages(
     E_ck = [a_k = id_c] m_k m_c,   A_c = Q_c - V  (n_c > 0),
     A_c = B_c alpha / |N|, B_c ~ Bernoulli(lam)  (n_c = 0, |N| > 0),
 
-  from JitRL (arXiv 2601.18510), section 5 of SPEC.md. With no neighbours
+  from JitRL (arXiv 2601.18510), docs/method.md section 5. With no neighbours
   every advantage is 0. Masked candidates get A = 0, n = 0 and Q = V.
 
   Args:
@@ -192,7 +206,7 @@ def memory_action_candidates(
 ) -> MemoryCandidates:
   """Neighbour actions that are not candidates but did well, to be added.
 
-  SPEC section 5: actions that appear in N(s) but are not among the
+  docs/method.md section 5: actions that appear in N(s) but are not among the
   environment's candidates are added as candidates when their mean return
   over N(s) is positive (the reference rule; the LM can score any string).
   The output keeps the fixed shape [K]: slot k stands for the action of
@@ -240,7 +254,9 @@ def reference_p_explore(
     high: float = 0.8,
     exponent: float = 0.65,
 ) -> jax.Array:
-  """The reference code's adaptive exploration probability (SPEC 9).
+  """The reference code's adaptive exploration probability.
+
+  See docs/method.md section 9.
 
   For every distinct neighbour action with n >= 2 samples, mean mu and
   standard deviation sigma (population form, ddof = 0):
@@ -289,7 +305,9 @@ def reference_advantages(
     key: jax.Array | None = None,
     p_explore: float | None = None,
 ) -> ReferenceAdvantageOutput:
-  """Advantages by the rule of the authors' released code (SPEC section 9).
+  """Advantages by the rule of the authors' released code.
+
+  See docs/method.md section 9.
 
   The table holds every distinct neighbour action (Q = its mean return) and
   every distinct unseen candidate, whose Q is

@@ -1,6 +1,6 @@
 """Experience memory: a fixed-capacity ring buffer of (state, action, return).
 
-JitRL (arXiv 2601.18510, SPEC.md sections 4 and 8) keeps a non-parametric
+JitRL (arXiv 2601.18510, docs/method.md sections 4 and 8) keeps a non-parametric
 memory of past steps. One entry holds the state's views (padded token sets),
 the action taken (its `stable_hash` id), the return that followed, the step
 reward, and the task and episode it came from. The memory has a fixed
@@ -26,6 +26,7 @@ import tempfile
 from typing import Any, NamedTuple, Sequence
 import zipfile
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,15 +106,17 @@ def size(memory: MemoryState) -> jax.Array:
 
 
 def _check_views(memory: MemoryState, views, lead: tuple) -> None:
+  """Raises ValueError unless views match the memory's, with `lead` axes."""
   if len(views) != len(memory.views):
     raise ValueError(f"memory has {len(memory.views)} views, got {len(views)}")
   for v, (new, old) in enumerate(zip(views, memory.views)):
     want = lead + old.ids.shape[1:]
-    if jnp.shape(new.ids) != want or jnp.shape(new.counts) != want:
-      raise ValueError(
-          f"view {v}: expected ids and counts of shape {want}, got "
-          f"{jnp.shape(new.ids)} and {jnp.shape(new.counts)}"
-      )
+    chex.assert_shape(
+        [jnp.asarray(new.ids), jnp.asarray(new.counts)],
+        want,
+        custom_message=f"view {v}: expected ids and counts of shape {want}",
+        exception_type=ValueError,
+    )
 
 
 def add(
@@ -304,6 +307,11 @@ def save(
     pass
 
 
+def _is_int_scalar(x: np.ndarray) -> bool:
+  """A 0-d array of a signed or unsigned integer dtype (not bool)."""
+  return x.shape == () and x.dtype.kind in "iu"
+
+
 def load(path) -> tuple[MemoryState, dict[str, Any]]:
   """Loads a memory saved by `save`. Never modifies or deletes the file.
 
@@ -343,18 +351,22 @@ def load(path) -> tuple[MemoryState, dict[str, Any]]:
   if "format_name" not in arrays or str(arrays["format_name"]) != FORMAT_NAME:
     raise fail(f"not a {FORMAT_NAME} file")
   version = get("format_version")
-  if version.shape != () or int(version) != FORMAT_VERSION:
+  # An integer, exactly: int() would also take 1.9, 1.0, "1" or True.
+  if not _is_int_scalar(version) or int(version) != FORMAT_VERSION:
     raise fail(
-        f"unsupported format version {version.tolist()!r}; this code reads "
-        f"version {FORMAT_VERSION}"
+        f"unsupported format version {version.tolist()!r} (dtype"
+        f" {version.dtype}); this code reads version {FORMAT_VERSION}, an"
+        " integer"
     )
   try:
     metadata = json.loads(str(get("metadata_json")))
   except json.JSONDecodeError as e:
     raise fail(f"corrupt metadata ({e})") from e
   num_views = get("num_views")
-  if num_views.shape != () or int(num_views) < 1:
-    raise fail(f"bad num_views {num_views.tolist()!r}")
+  if not _is_int_scalar(num_views) or int(num_views) < 1:
+    raise fail(
+        f"bad num_views {num_views.tolist()!r} (dtype {num_views.dtype})"
+    )
   valid = get("valid")
   if valid.ndim != 1 or valid.shape[0] < 1:
     raise fail(f"field 'valid' must be [M] with M >= 1, got {valid.shape}")

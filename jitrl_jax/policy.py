@@ -57,7 +57,9 @@ class ActDiagnostics(NamedTuple):
   weight: jax.Array  # [] float beta (jitrl) or w (reference)
   p_explore: jax.Array  # [] float bonus probability (lam or p_explore)
   logits: jax.Array  # [C] float z with masked / NaN candidates at -inf
-  scores: jax.Array  # [C] float z' (jitrl) or p + w A_hat (reference)
+  scores: (
+      jax.Array
+  )  # [C] float z' (jitrl; shifted by a constant) or p + w A_hat
   pi_theta: jax.Array  # [C] float softmax(z), the LM's policy
   pi: jax.Array  # [C] float softmax(z') (jitrl) or one-hot (reference)
   lm_index: jax.Array  # [] int32 argmax z (-1 if all masked)

@@ -1,7 +1,7 @@
 """Retrieval: the top-k neighbours of a state in memory, with fixed shapes.
 
-JitRL (arXiv 2601.18510, SPEC.md section 4) scores every valid memory entry
-against the current state, keeps those at or above a threshold tau and
+JitRL (arXiv 2601.18510, docs/method.md section 4) scores every valid memory
+entry against the current state, keeps those at or above a threshold tau and
 returns the k most similar. Ties are broken by higher return, then by
 recency (higher `inserted_at`), so the order is a lexicographic
 (similarity desc, return desc, recency desc). All outputs have shape [K]

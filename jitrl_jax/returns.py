@@ -1,6 +1,6 @@
 """Discounted returns of an episode, by a reverse `lax.scan`.
 
-JitRL (arXiv 2601.18510, SPEC.md section 6) stores, for every step, the
+JitRL (arXiv 2601.18510, docs/method.md section 6) stores, for every step, the
 discounted return that followed it:
 
   G_t = sum_{j >= 0} gamma^j r_{t+j}   (i.e. G_t = r_t + gamma G_{t+1}).
@@ -17,14 +17,20 @@ kept switchable for comparison; off by default, even in the reference rule).
 Dimension letters: T episode length.
 """
 
+import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
 
 
 def _check(name: str, x: jax.Array, t: int) -> None:
-  if jnp.shape(x) != (t,):
-    raise ValueError(f"{name} must be [{t}], got {jnp.shape(x)}")
+  """Raises ValueError unless x has shape [t]."""
+  chex.assert_shape(
+      jnp.asarray(x),
+      (t,),
+      custom_message=f"{name} must be [{t}] (one per step of rewards)",
+      exception_type=ValueError,
+  )
 
 
 def discounted_returns(
@@ -41,8 +47,12 @@ def discounted_returns(
     [T] float32 returns; 0 at masked steps.
   """
   rewards = jnp.asarray(rewards, jnp.float32)
-  if rewards.ndim != 1:
-    raise ValueError(f"rewards must be [T], got {rewards.shape}")
+  chex.assert_rank(
+      rewards,
+      1,
+      custom_message="rewards must be [T]; vmap for a batch of episodes",
+      exception_type=ValueError,
+  )
   _check("mask", mask, rewards.shape[0])
   mask = jnp.asarray(mask, bool)
   gamma = jnp.asarray(gamma, jnp.float32)

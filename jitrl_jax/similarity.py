@@ -1,16 +1,24 @@
 """Jaccard similarity of padded token sets, exact and via hashed bitsets.
 
-JitRL (arXiv 2601.18510, SPEC.md section 3) retrieves past experiences whose
-state is close to the current one, closeness being the Jaccard similarity of
-token sets (see `token_sets`):
+JitRL (arXiv 2601.18510, docs/method.md section 3) retrieves past
+experiences whose state is close to the current one, closeness being the
+Jaccard similarity of token sets (see `token_sets`):
 
   set:       J(A, B) = |A n B| / |A u B|
   multiset:  J(A, B) = sum_x min(cA(x), cB(x)) / sum_x max(cA(x), cB(x))
 
 The multiset form reduces to the set form when every count is 1, so one
-kernel computes both. Empty against anything is 0; identical non-empty sets
-give 1; ids equal to PAD (any negative id) contribute nothing. Several views
-are combined by a weighted sum, e.g. 0.3 * J(history) + 0.7 * J(current).
+kernel computes both. Empty against anything is 0 (all padding, and a
+zero-width set, S = 0, too); identical non-empty sets give 1; ids equal to
+PAD (any negative id) contribute nothing. Several views are combined by a
+weighted sum, e.g. 0.3 * J(history) + 0.7 * J(current).
+
+Valid ids must be unique within a set (`token_sets` guarantees it; a
+multiset says "x twice" with one id x of count 2, never with x in two
+slots). With a repeated valid id the four exact kernels disagree, so the
+public functions refuse one with ValueError whenever the ids are concrete
+(eager calls, and a query closed over by a traced function); traced ids
+cannot be checked.
 
 Exact kernel. `jaccard(a, b)` builds a small hash table over a's ids (size
 T = 2**(ceil(log2 S_a) + 6), a load factor under 1/64; 16 KiB for S = 64, so
@@ -42,6 +50,7 @@ Dimension letters: S set size, M memory rows, W bitset words, V views.
 
 from typing import NamedTuple, Sequence
 
+import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -71,13 +80,43 @@ def _safe_ratio(num: jax.Array, den: jax.Array) -> jax.Array:
   return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), 0.0)
 
 
-def _check_set(ts: TokenSet, name: str) -> None:
-  if jnp.ndim(ts.ids) != 1 or jnp.shape(ts.ids) != jnp.shape(ts.counts):
+def _check_unique(ids, name: str) -> None:
+  """Raises ValueError if concrete ids [..., S] repeat a valid id in a row.
+
+  Traced ids (under jit, vmap, lax.map) cannot be read and are not checked.
+  """
+  if isinstance(ids, jax.core.Tracer):
+    return
+  ids = np.asarray(ids)
+  if ids.ndim == 0 or ids.shape[-1] < 2:
+    return
+  ids = np.sort(ids, axis=-1)
+  dup = (ids[..., 1:] == ids[..., :-1]) & (ids[..., 1:] >= 0)
+  if dup.any():
     raise ValueError(
-        f"{name} must have ids [S] and counts [S], got ids "
-        f"{jnp.shape(ts.ids)} and counts {jnp.shape(ts.counts)}; "
-        "use jax.vmap for stacked sets."
+        f"{name} has duplicate ids {np.unique(ids[..., 1:][dup]).tolist()}:"
+        " valid ids must be unique within a set (give a repeated id one"
+        " slot with its total count, as token_sets.token_set does)."
     )
+
+
+def _as_set(ts: TokenSet, name: str) -> TokenSet:
+  """Checks one unstacked set ([S] ids and counts) and makes it jax arrays.
+
+  The arrays are converted here, at the entry: a NumPy query indexed by a
+  traced value inside `lax.map` (see `_map_blocks`) would fail.
+  """
+  ids, counts = jnp.asarray(ts.ids), jnp.asarray(ts.counts)
+  message = (
+      f"{name} must have ids [S] and counts [S], got ids {ids.shape} and"
+      f" counts {counts.shape}; use jax.vmap for stacked sets"
+  )
+  chex.assert_rank(ids, 1, custom_message=message, exception_type=ValueError)
+  chex.assert_equal_shape(
+      [ids, counts], custom_message=message, exception_type=ValueError
+  )
+  _check_unique(ts.ids, name)
+  return TokenSet(ids, counts)
 
 
 def _matched_counts_hash(a: TokenSet, b_ids: jax.Array) -> jax.Array:
@@ -91,7 +130,9 @@ def _matched_counts_hash(a: TokenSet, b_ids: jax.Array) -> jax.Array:
     [S_b] float32 count of b_ids[i] in a.
   """
   s_a = a.ids.shape[0]
-  log2_t = max(int(np.ceil(np.log2(max(s_a, 1)))), 0) + _TABLE_LOG2_EXTRA
+  if s_a == 0:  # Nothing to find (and no slot to read leftovers from).
+    return jnp.zeros(jnp.shape(b_ids), jnp.float32)
+  log2_t = max(int(np.ceil(np.log2(s_a))), 0) + _TABLE_LOG2_EXTRA
   size = 1 << log2_t
   a_ids = a.ids.astype(jnp.int32)
   a_counts = a.counts.astype(jnp.float32)
@@ -122,13 +163,18 @@ def _matched_counts_hash(a: TokenSet, b_ids: jax.Array) -> jax.Array:
   unplaced, found = one_pass(jnp.int32(0), unplaced, found)
   # The few ids that lost a collision (expected S^2 / 2T ~ 0.1 for S = 64)
   # are compared directly: up to _LEFTOVERS elementwise compares, no pass.
+  # Filler entries of `rest` are s_a, out of range: reads clip them (and
+  # mask the result), the scatter below drops them, so it only ever
+  # writes distinct in-range indices (a filler clipped onto index s_a - 1
+  # would race with a real leftover there: duplicate-index scatters of
+  # different values are implementation-defined).
   (rest,) = jnp.nonzero(unplaced, size=_LEFTOVERS, fill_value=s_a)
   rest_ok = rest < s_a
-  rest = jnp.minimum(rest, max(s_a - 1, 0))
+  rest_read = jnp.minimum(rest, s_a - 1)
   for j in range(_LEFTOVERS):
-    hit = rest_ok[j] & (b_ids == a_ids[rest[j]])
-    found = found + jnp.where(hit, a_counts[rest[j]], 0.0)
-  unplaced = unplaced.at[rest].set(unplaced[rest] & ~rest_ok)
+    hit = rest_ok[j] & (b_ids == a_ids[rest_read[j]])
+    found = found + jnp.where(hit, a_counts[rest_read[j]], 0.0)
+  unplaced = unplaced.at[rest].set(False, mode="drop")
 
   def cond(carry):
     return jnp.any(carry[1])
@@ -210,9 +256,10 @@ def jaccard(a: TokenSet, b: TokenSet, *, method: str = "hash") -> jax.Array:
   J(a, b) = sum_x min(ca(x), cb(x)) / sum_x max(ca(x), cb(x)), computed as
   m / (|a| + |b| - m) with m = sum_x min(ca(x), cb(x)) and |.| the total
   count. With counts of 1 this is the set Jaccard |a n b| / |a u b|. Empty
-  (or all-padding) against anything gives 0. Ids must be unique within a set
-  (as `token_sets` produces); they need not be sorted. Entries with a
-  negative id (PAD) contribute nothing, whatever their count.
+  (all-padding or zero-width, S = 0) against anything gives 0. Valid ids
+  must be unique within a set (as `token_sets` produces); they need not be
+  sorted, except for "search". Entries with a negative id (PAD) contribute
+  nothing, whatever their count, and PAD may repeat.
 
   Args:
     a: TokenSet with ids [S_a] int32, counts [S_a] float32 (counts >= 0).
@@ -224,11 +271,15 @@ def jaccard(a: TokenSet, b: TokenSet, *, method: str = "hash") -> jax.Array:
 
   Returns:
     [] float32 in [0, 1].
+
+  Raises:
+    ValueError: on an unknown method, a set that is not [S], or, when the
+      ids are concrete (not traced), a valid id repeated within a set.
   """
-  _check_set(a, "a")
-  _check_set(b, "b")
   if method not in _ALL_METHODS:
     raise ValueError(f"method must be one of {_ALL_METHODS}: {method!r}")
+  a = _as_set(a, "a")
+  b = _as_set(b, "b")
   a_counts = jnp.where(a.ids >= 0, a.counts.astype(jnp.float32), 0.0)
   b_counts = jnp.where(b.ids >= 0, b.counts.astype(jnp.float32), 0.0)
   a = TokenSet(a.ids, a_counts)
@@ -269,7 +320,7 @@ def weighted_jaccard(
   """Weighted sum of per-view Jaccard similarities.
 
   sim(q, e) = sum_v w_v * J(q_v, e_v), e.g. 0.3 * J(history) + 0.7 *
-  J(current) for text games (SPEC.md section 3).
+  J(current) for text games (docs/method.md section 3).
 
   Args:
     query_views: V TokenSets, view v with ids [S_v].
@@ -279,12 +330,19 @@ def weighted_jaccard(
 
   Returns:
     [] float32; in [0, sum(weights)] for non-negative weights.
+
+  Raises:
+    ValueError: as `jaccard` (duplicate ids name the view), or on a view
+      count or weight shape mismatch.
   """
   if len(query_views) != len(entry_views):
     raise ValueError(
         f"{len(query_views)} query views but {len(entry_views)} entry views"
     )
   weights = _check_weights(weights, len(query_views))
+  for v, (q, e) in enumerate(zip(query_views, entry_views)):
+    _check_unique(q.ids, f"query view {v}")
+    _check_unique(e.ids, f"entry view {v}")
   sims = [
       jaccard(q, e, method=method) for q, e in zip(query_views, entry_views)
   ]
@@ -335,6 +393,9 @@ def memory_similarity(
   sim[m] = sum_v w_v * J(q_v, memory_v[m]), by `jax.vmap` of
   `weighted_jaccard` over memory rows (the query's hash table is built once
   per block of rows). Invalid rows are not masked here (see `retrieval`).
+  A concrete query is checked for duplicate ids (see `jaccard`); memory
+  rows are not (a host-side check of M = 1e5 rows would cost about as much
+  as the scan): they are assumed to come from `token_sets`.
 
   Args:
     query_views: V TokenSets, view v with ids [S_v], counts [S_v].

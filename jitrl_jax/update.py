@@ -1,9 +1,9 @@
 """The JitRL update of the LM's action logits, and its KL-regularised view.
 
-JitRL (arXiv 2601.18510, section 7 of SPEC.md) adds the advantage to the LM's
-candidate logits, z' = z + beta * A, and acts with pi' = softmax(z'). Since
-pi' is proportional to pi_theta * exp(beta * A), it is the exact maximiser
-over distributions pi on the candidates of
+JitRL (arXiv 2601.18510, docs/method.md section 7) adds the advantage to the
+LM's candidate logits, z' = z + beta * A, and acts with pi' = softmax(z').
+Since pi' is proportional to pi_theta * exp(beta * A), it is the exact
+maximiser over distributions pi on the candidates of
 
   E_{a ~ pi}[A(s, a)] - (1 / beta) * KL(pi || pi_theta),
 
@@ -13,6 +13,14 @@ makes pi' the solution of max E_pi[A] s.t. KL(pi || pi_theta) <= epsilon
 infinity puts all mass on the argmax of A among the actions pi_theta
 supports; adding a constant to A shifts every logit by the same amount and
 changes nothing.
+
+Shift. `modulate_logits` computes z' = z + beta * (A - max A), the maximum
+taken over the candidates that count (unmasked, logit neither -inf nor NaN,
+finite A): the same softmax, but z' is z plus a non-positive term, exactly
+z at the argmax of A. Unshifted, a large beta (`beta_for_kl_budget` returns
+its cap, 1e6, e.g. whenever A is constant) makes beta * A so large that in
+float32 z + beta * A rounds z to a grid of 1/32 or coarser and the LM's
+preferences are lost even where A does not differ.
 
 Masking: a candidate is masked when its mask entry is False or its logit is
 -inf; its modulated logit is -inf and its probability exactly 0.
@@ -25,7 +33,7 @@ the condition is reported by `nan_candidates`, which `policy.act` returns as
 the `nan_logits` diagnostic. NaN never passes silently into a probability.
 
 `reference_choice` and `reference_weight` are the authors' released code's
-rule (SPEC section 9): the action is argmax(p + w * A_hat).
+rule (docs/method.md section 9): the action is argmax(p + w * A_hat).
 
 Dimension letters: C candidates.
 """
@@ -55,6 +63,23 @@ def _support(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
   return support
 
 
+def _advantage_shift(
+    z: jax.Array, a: jax.Array, allowed: jax.Array
+) -> jax.Array:
+  """[] max A over allowed candidates with z not -inf / NaN and A finite.
+
+  0 when there is none. Subtracting it from A leaves softmax(z + beta A)
+  unchanged and keeps beta * (A - max) <= 0 on every such candidate.
+  """
+  eligible = allowed & ~jnp.isneginf(z) & ~jnp.isnan(z) & jnp.isfinite(a)
+  a_max = jnp.max(jnp.where(eligible, a, -jnp.inf))
+  return jnp.where(jnp.any(eligible), a_max, jnp.zeros((), a.dtype))
+
+
+def _allowed(z: jax.Array, mask: jax.Array | None) -> jax.Array:
+  return jnp.ones(z.shape, bool) if mask is None else jnp.asarray(mask, bool)
+
+
 def nan_candidates(
     logits: jax.Array,
     advantages: jax.Array,
@@ -64,8 +89,10 @@ def nan_candidates(
 ) -> jax.Array:
   """[C] bool: unmasked candidates whose modulated logit would be NaN.
 
-  True where the mask is True (or absent) and z, A or z + beta * A is NaN
-  (for instance z = +inf with beta * A = -inf, or beta = inf with A = 0).
+  True where the mask is True (or absent), z is not -inf, and z, A or the
+  modulated logit z + beta * (A - max A) (see the module docstring) is NaN:
+  for instance z = +inf with beta * A = -inf, beta = 0 with A = +-inf, or
+  beta = inf at the argmax of A.
 
   Args:
     logits: [C] float z.
@@ -78,8 +105,9 @@ def nan_candidates(
   """
   z = _float(logits)
   a = _float(advantages)
-  allowed = jnp.ones(z.shape, bool) if mask is None else jnp.asarray(mask, bool)
-  bad = jnp.isnan(z) | jnp.isnan(a) | jnp.isnan(z + beta * a)
+  allowed = _allowed(z, mask)
+  shifted = a - _advantage_shift(z, a, allowed)
+  bad = jnp.isnan(z) | jnp.isnan(a) | jnp.isnan(z + beta * shifted)
   # A -inf logit is masked: its A does not matter.
   return allowed & ~jnp.isneginf(z) & bad
 
@@ -93,8 +121,15 @@ def modulate_logits(
 ) -> jax.Array:
   """The JitRL update z' = z + beta * A, with masked candidates at -inf.
 
-  From JitRL (arXiv 2601.18510), SPEC section 7. softmax(z') is the
-  maximiser of E_pi[A] - KL(pi || softmax(z)) / beta.
+  From JitRL (arXiv 2601.18510), docs/method.md section 7. softmax(z') is
+  the maximiser of E_pi[A] - KL(pi || softmax(z)) / beta.
+
+  The returned z' is shifted by a per-state constant, which leaves the
+  softmax (and the argmax) unchanged: z' = z + beta * (A - max A), the max
+  over unmasked candidates with a finite logit and a finite A. So z' = z at
+  the argmax of A and z' <= z elsewhere, and a large beta (1e6 from
+  `beta_for_kl_budget`) does not round z away in float32. Compare z'
+  values of one state with each other, not with z + beta * A.
 
   Args:
     logits: [C] float z, the LM's log-probabilities (or logits) of the
@@ -104,9 +139,10 @@ def modulate_logits(
     mask: [C] bool or None; False marks a masked candidate.
 
   Returns:
-    [C] float z'; -inf for masked candidates. NaN inputs of unmasked
-    candidates raise ValueError eagerly; under a trace they give -inf and
-    are reported by `nan_candidates` (see the module docstring).
+    [C] float z' = z + beta * (A - max A); -inf for masked candidates. NaN
+    inputs of unmasked candidates raise ValueError eagerly; under a trace
+    they give -inf and are reported by `nan_candidates` (see the module
+    docstring).
 
   Raises:
     ValueError: on shape mismatch, or eagerly on a NaN logit / advantage.
@@ -131,7 +167,8 @@ def modulate_logits(
           "scorer."
       )
   keep = _support(z, mask) & ~bad
-  return jnp.where(keep, z + beta * a, -jnp.inf)
+  shifted = a - _advantage_shift(z, a, _allowed(z, mask))
+  return jnp.where(keep, z + beta * shifted, -jnp.inf)
 
 
 def softmax_policy(logits: jax.Array) -> jax.Array:
@@ -177,7 +214,8 @@ def kl_regularised_objective(
 ) -> jax.Array:
   """J(pi) = E_{a ~ pi}[A(s, a)] - KL(pi || pi_theta) / beta.
 
-  SPEC section 7; softmax(z + beta * A) maximises it over the simplex.
+  docs/method.md section 7; softmax(z + beta * A) maximises it over the
+  simplex.
   beta = 0: J = E_pi[A] when KL = 0 and -inf otherwise (the limit).
 
   Args:
@@ -198,8 +236,13 @@ def kl_regularised_objective(
 
 
 def _modulated_log_policy(z, a, beta, support):
-  """log softmax(z + beta A) over the support (-inf off it)."""
-  zp = jnp.where(support, z + beta * jnp.where(support, a, 0.0), -jnp.inf)
+  """log softmax(z + beta A) over the support (-inf off it).
+
+  A is shifted by its maximum over the support first, as in
+  `modulate_logits`, so that beta up to beta_max does not round z away.
+  """
+  a = jnp.where(support, a - _advantage_shift(z, a, support), 0.0)
+  zp = jnp.where(support, z + beta * a, -jnp.inf)
   return jax.nn.log_softmax(zp)
 
 
@@ -252,11 +295,11 @@ def beta_for_kl_budget(
   """The beta whose pi' = softmax(z + beta A) has KL(pi' || pi_theta) = eps.
 
   With that beta, pi' solves max_pi E_pi[A] s.t. KL(pi || pi_theta) <= eps
-  (SPEC section 7; the Lagrangian's maximiser is pi_theta exp(A / lambda),
-  lambda = 1 / beta). KL(beta) is increasing in beta, so the root is found
-  by bisection on log beta over [log_beta_min, log(beta_max)] with a fixed
-  number of iterations (`lax.fori_loop`: jit and vmap friendly, no
-  data-dependent loop count).
+  (docs/method.md section 7; the Lagrangian's maximiser is
+  pi_theta exp(A / lambda), lambda = 1 / beta). KL(beta) is increasing in
+  beta, so the root is found by bisection on log beta over
+  [log_beta_min, log(beta_max)] with a fixed number of iterations
+  (`lax.fori_loop`: jit and vmap friendly, no data-dependent loop count).
 
   Edge cases (documented behaviour):
     * eps <= 0 gives beta = 0 (pi' = pi_theta).
@@ -305,7 +348,7 @@ def beta_for_kl_budget(
 def reference_weight(
     episodes_done: int | jax.Array, *, web: bool = False
 ) -> jax.Array:
-  """The reference code's advantage weight w (SPEC section 9).
+  """The reference code's advantage weight w (docs/method.md section 9).
 
     w = min(1 + e / 100, 1.5) for text games, w = 1 for web tasks,
 
@@ -333,9 +376,10 @@ def reference_choice(
 ) -> jax.Array:
   """The reference rule's action: argmax_a p(a) + w * A_hat(a).
 
-  SPEC section 9 (no sampling). p is a probability in [0, 1] (the model's
-  stated confidence, or exp of a log-probability); A_hat the max-normalised
-  advantage (`advantage.reference_advantages`). Ties go to the lowest index.
+  docs/method.md section 9 (no sampling). p is a probability in [0, 1] (the
+  model's stated confidence, or exp of a log-probability); A_hat the
+  max-normalised advantage (`advantage.reference_advantages`). Ties go to
+  the lowest index.
 
   Args:
     p: [C] float probabilities / confidences.

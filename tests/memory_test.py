@@ -312,6 +312,31 @@ class SaveLoadTest(parameterized.TestCase):
     bad = self._resave(format_version=np.asarray(2, np.int32))
     self._assert_load_fails(bad, "version 2")
 
+  @parameterized.parameters(
+      ("float", np.asarray(1.9)),
+      ("float_one", np.asarray(1.0, np.float32)),
+      ("string", np.asarray("1")),
+      ("bool", np.asarray(True)),
+      ("vector", np.asarray([1], np.int32)),
+  )
+  def test_version_must_be_an_integer(self, _, version):
+    # int() would coerce 1.9, 1.0, "1" and True to version 1.
+    self._assert_load_fails(
+        self._resave(format_version=version), "format version"
+    )
+
+  @parameterized.parameters(np.int64, np.uint8, np.int16)
+  def test_any_integer_version_dtype_loads(self, dtype):
+    loaded, _ = memory_lib.load(
+        self._resave(format_version=np.asarray(1, dtype))
+    )
+    _assert_memory_equal(loaded, self.mem)
+
+  def test_num_views_must_be_an_integer(self):
+    self._assert_load_fails(
+        self._resave(num_views=np.asarray(2.5)), "num_views"
+    )
+
   def test_other_npz(self):
     path = os.path.join(self.dir, "other.npz")
     np.savez(path, x=np.arange(3))

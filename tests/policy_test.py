@@ -98,7 +98,9 @@ class PaperRuleTest(parameterized.TestCase):
     np.testing.assert_allclose(d.value, 0.5, rtol=1e-6)
     np.testing.assert_allclose(d.advantages, [1.5, -1.5, 0.25, 0.0], rtol=1e-6)
     np.testing.assert_array_equal(d.counts, [1, 1, 0, 0])
-    np.testing.assert_allclose(d.scores, [3.0, -3.0, 0.5, -np.inf])
+    # z' = z + 2 A = [3, -3, .5, -inf], returned shifted by the state's
+    # constant -2 max A = -3 (update.modulate_logits): [0, -6, -2.5, -inf].
+    np.testing.assert_allclose(d.scores, [0.0, -6.0, -2.5, -np.inf])
     np.testing.assert_allclose(
         d.pi, [0.922030, 0.002286, 0.075685, 0.0], atol=2e-6
     )

@@ -315,6 +315,20 @@ class TopKNeighboursTest(chex.TestCase):
     )
     np.testing.assert_allclose(sims, exact, rtol=1e-6)
 
+  def test_numpy_query_eagerly_beyond_block_rows(self):
+    # M = 5000 > block_rows = 4096: the similarity kernel runs in lax.map,
+    # where the hash kernel used to index the NumPy query's ids with a
+    # traced value (TracerArrayConversionError).
+    mem = memory_lib.init(5000, (64,))
+    q = token_sets.text_token_set("west of house", n=1, size=64)
+    self.assertIsInstance(q.ids, np.ndarray)
+    mem = memory_lib.add(mem, (q,), 7, 1.5, 0.0, 0, 0)
+    out = retrieval.top_k_neighbours(mem, (q,), k=5, weights=[1.0])
+    np.testing.assert_array_equal(out.mask, [True, False, False, False, False])
+    self.assertEqual(int(out.indices[0]), 0)
+    self.assertEqual(float(out.similarities[0]), 1.0)
+    self.assertEqual(int(out.action_ids[0]), 7)
+
   def test_bad_arguments(self):
     mem = memory_lib.init(3, (4,))
     with self.assertRaises(ValueError):

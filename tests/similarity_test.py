@@ -104,6 +104,55 @@ class JaccardTest(chex.TestCase):
       got = f(_ts(a_ids, 8), _ts(b_ids, 8))
       np.testing.assert_allclose(got, _oracle_multiset(a_ids, b_ids), rtol=1e-6)
 
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*_METHODS)
+  def test_full_multiset_whose_last_id_loses_a_collision(self, method):
+    # 0 and 89 share slot 0 of the first pass's table (S = 2 -> T = 2**7);
+    # 0 takes it, and 89, in the last slot, is the one leftover. The
+    # hash kernel used to scatter the leftover's "placed" flag and the
+    # three filler slots' "not placed" flags onto that same index, so 89
+    # could be placed a second time and counted twice (J = 1.0).
+    log2_t = 1 + similarity._TABLE_LOG2_EXTRA
+    self.assertEqual(_multiply_shift(0, log2_t), _multiply_shift(89, log2_t))
+    f = self.variant(lambda a, b: similarity.jaccard(a, b, method=method))
+    a = TokenSet(np.array([0, 89], np.int32), np.array([1.0, 1.0], np.float32))
+    b = TokenSet(np.array([89], np.int32), np.array([2.0], np.float32))
+    # min(1, 2) / (2 + 2 - 1) = 1/3, both ways round.
+    np.testing.assert_allclose(f(a, b), 1 / 3, rtol=1e-6)
+    np.testing.assert_allclose(f(b, a), 1 / 3, rtol=1e-6)
+    # (Sets could not show it: min(2 * ca, cb) = min(ca, cb) when cb = 1.)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*_METHODS)
+  def test_zero_width_sets_give_zero(self, method):
+    f = self.variant(lambda a, b: similarity.jaccard(a, b, method=method))
+    none = TokenSet(np.zeros((0,), np.int32), np.zeros((0,), np.float32))
+    a = _ts([3, 9, 9], 4)
+    self.assertEqual(float(f(none, a)), 0.0)
+    self.assertEqual(float(f(a, none)), 0.0)
+    self.assertEqual(float(f(none, none)), 0.0)
+
+  @parameterized.parameters(*_METHODS)
+  def test_rejects_duplicate_ids_when_concrete(self, method):
+    dup = TokenSet(
+        np.array([5, 5, 7, PAD, PAD], np.int32),
+        np.array([1.0, 2.0, 1.0, 0.0, 0.0], np.float32),
+    )
+    ok = TokenSet(np.array([5, 7], np.int32), np.array([3.0, 1.0], np.float32))
+    with self.assertRaisesRegex(ValueError, r"a has duplicate ids \[5\]"):
+      similarity.jaccard(dup, ok, method=method)
+    with self.assertRaisesRegex(ValueError, r"b has duplicate ids \[5\]"):
+      similarity.jaccard(ok, dup, method=method)
+    with self.assertRaisesRegex(ValueError, "entry view 0 has duplicate ids"):
+      similarity.weighted_jaccard((ok,), (dup,), (1.0,), method=method)
+    # Repeated PAD is padding, not a duplicate.
+    pad = TokenSet(np.array([5, PAD, PAD], np.int32), np.ones(3, np.float32))
+    np.testing.assert_allclose(
+        similarity.jaccard(pad, ok, method=method), 1 / 4, rtol=1e-6
+    )
+    # Traced values cannot be checked: no error under jit.
+    _jaccard(dup, ok, method=method)
+
   def test_unknown_method(self):
     with self.assertRaisesRegex(ValueError, "method"):
       similarity.jaccard(_ts([1], 2), _ts([1], 2), method="nope")
@@ -271,6 +320,22 @@ class MemorySimilarityTest(parameterized.TestCase):
       mem, _ = _random_memory(rng, 20, (8, 8))
       q = tuple(_ts(rng.integers(0, 40, 6), 8) for _ in range(2))
       f(q, mem)
+
+  @parameterized.parameters(*_METHODS)
+  def test_numpy_query_eagerly_over_blocks(self, method):
+    # An eager call with a NumPy query and M > block_rows: the kernel runs
+    # inside lax.map, where a NumPy query indexed by a traced value used
+    # to raise TracerArrayConversionError.
+    rng = np.random.default_rng(6)
+    mem, raws = _random_memory(rng, 20, (8,))
+    q_raw = list(rng.integers(0, 40, 6))
+    q = (_ts(q_raw, 8),)
+    self.assertIsInstance(q[0].ids, np.ndarray)
+    got = similarity.memory_similarity(
+        q, mem, (1.0,), method=method, block_rows=8
+    )
+    want = [_oracle_multiset(q_raw, raws[0][i]) for i in range(20)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
   def test_rejects_unstacked_memory(self):
     with self.assertRaisesRegex(ValueError, r"\[M, S\]"):

@@ -59,17 +59,26 @@ class ModulateLogitsTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_hand_worked(self):
-    # z = [0, -1, -inf, 2], A = [1, 0.5, 10, -1], beta = 2:
-    # z' = [0 + 2, -1 + 1, -inf (masked stays masked), 2 - 2] = [2, 0, -inf, 0]
-    # and with mask [T, T, T, F] the last one is -inf too.
+    # z = [0, -1, -inf, 2], A = [1, 0.5, 10, -1], beta = 2. max A over the
+    # candidates that count is 1 (the 10 sits on a -inf logit), so
+    # z' = z + 2 (A - 1) = [0, -1 - 1, -inf (masked stays masked), 2 - 4]
+    # = [0, -2, -inf, -2]; unshifted, z + 2 A = [2, 0, -inf, 0], the same
+    # up to the constant 2. With mask [T, T, T, F] the last one is -inf
+    # too, and max A is still 1.
     z = jnp.array([0.0, -1.0, -jnp.inf, 2.0])
     a = jnp.array([1.0, 0.5, 10.0, -1.0])
     fn = self.variant(up.modulate_logits)
-    np.testing.assert_array_equal(fn(z, a, 2.0), [2.0, 0.0, -np.inf, 0.0])
+    np.testing.assert_array_equal(fn(z, a, 2.0), [0.0, -2.0, -np.inf, -2.0])
     out = self.variant(lambda z, a, m: up.modulate_logits(z, a, 2.0, mask=m))(
         z, a, jnp.array([True, True, True, False])
     )
-    np.testing.assert_array_equal(out, [2.0, 0.0, -np.inf, -np.inf])
+    np.testing.assert_array_equal(out, [0.0, -2.0, -np.inf, -np.inf])
+    # A masked candidate's A does not set the shift: with candidate 0
+    # masked, max A = 0.5 and z' = [-inf, -1, -inf, 2 - 3].
+    out = up.modulate_logits(
+        z, a, 2.0, mask=jnp.array([False, True, True, True])
+    )
+    np.testing.assert_array_equal(out, [-np.inf, -1.0, -np.inf, -1.0])
 
   def test_nan_raises_eagerly(self):
     z = jnp.array([0.0, jnp.nan, 1.0])
@@ -91,7 +100,8 @@ class ModulateLogitsTest(chex.TestCase):
       return zp, up.softmax_policy(zp), up.nan_candidates(z, a, 1.0)
 
     zp, pi, bad = f(z, a)
-    np.testing.assert_array_equal(zp, [1.0, -np.inf, 1.0])
+    # max A over the non-NaN candidates is 1: z' = z + (A - 1).
+    np.testing.assert_array_equal(zp, [0.0, -np.inf, 0.0])
     np.testing.assert_array_equal(pi, [0.5, 0.0, 0.5])
     np.testing.assert_array_equal(bad, [False, True, False])
     self.assertFalse(np.any(np.isnan(pi)))
@@ -113,15 +123,48 @@ class ModulateLogitsTest(chex.TestCase):
     np.testing.assert_allclose(pi, [0, 1, 0, 0, 0], atol=1e-6)
     self.assertEqual(int(jnp.argmax(zp)), 1)
 
-  def test_constant_shift_of_a_shifts_logits_not_policy(self):
-    # z' moves by beta * c everywhere; softmax is shift-invariant.
+  def test_constant_shift_of_a_changes_nothing(self):
+    # z + beta (A + c) moves by beta * c everywhere, and softmax is
+    # shift-invariant; z' = z + beta (A - max A) does not move at all.
     z, a = _random_problem(1)
     zp = up.modulate_logits(z, a, 1.7)
     zp_shift = up.modulate_logits(z, a + 3.0, 1.7)
-    np.testing.assert_allclose(zp_shift - zp, 1.7 * 3.0, rtol=1e-5)
+    np.testing.assert_allclose(zp_shift, zp, atol=1e-5)
+    np.testing.assert_allclose(
+        zp - z, 1.7 * (a - jnp.max(a)), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(
         up.softmax_policy(zp_shift), up.softmax_policy(zp), atol=1e-6
     )
+    np.testing.assert_allclose(
+        up.softmax_policy(zp), jax.nn.softmax(z + 1.7 * a), atol=1e-6
+    )
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_huge_beta_keeps_the_logits_float32(self):
+    # beta_for_kl_budget returns its cap, 1e6, when A is constant on the
+    # support. Unshifted, z + 1e6 * 0.5 = z + 5e5 in float32 rounds z to
+    # multiples of 1/32 and pi drifted 2.1e-3 from pi_theta.
+    z = jnp.array([0.1, -0.37, 1.234, -jnp.inf], jnp.float32)
+    a = jnp.array([0.5, 0.5, 0.5, 7.0], jnp.float32)  # 7: on a -inf logit.
+
+    def f(z, a):
+      beta = up.beta_for_kl_budget(z, a, 0.1)
+      zp = up.modulate_logits(z, a, beta)
+      return beta, zp, up.softmax_policy(zp)
+
+    beta, zp, pi = self.variant(f)(z, a)
+    self.assertEqual(float(beta), 1e6)
+    np.testing.assert_allclose(pi, up.softmax_policy(z), atol=1e-6)
+    np.testing.assert_array_equal(zp, z)  # A - max A = 0: z exactly.
+    # Non-constant A: the beta -> infinity limit, pi_theta restricted to
+    # the argmax set {0, 1} of A and renormalised.
+    a2 = jnp.array([0.5, 0.5, 0.2, 7.0], jnp.float32)
+    pi2 = self.variant(
+        lambda z, a: up.softmax_policy(up.modulate_logits(z, a, 1e6))
+    )(z, a2)
+    want = np.exp([0.1, -0.37]) / np.sum(np.exp([0.1, -0.37]))
+    np.testing.assert_allclose(pi2, [*want, 0.0, 0.0], atol=1e-6)
 
   def test_softmax_policy_all_masked_is_zero(self):
     pi = up.softmax_policy(jnp.full((3,), -jnp.inf))

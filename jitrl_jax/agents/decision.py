@@ -43,7 +43,7 @@ class DecisionOutput(NamedTuple):
   action_ids: jax.Array  # [B] int32 id of the chosen action
   lm_index: jax.Array  # [B] int32 argmax of z
   logits: jax.Array  # [B, C + X] z / temperature, -inf masked
-  scores: jax.Array  # [B, C + X] z' = z + beta A (or p + w A_hat)
+  scores: jax.Array  # [B, C + X] z' = z + beta A - const (or p + w A_hat)
   pi_theta: jax.Array  # [B, C + X] softmax(z / temperature)
   pi: jax.Array  # [B, C + X] the distribution the choice was drawn from
   advantages: jax.Array  # [B, C + X] A = Q - V (0 without the policy)
