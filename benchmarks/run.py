@@ -24,11 +24,11 @@ import pathlib
 import platform
 import shlex
 import sys
-import tempfile
 import time
 import traceback
 
 from experiments.reporting import headline
+from jitrl_jax import io as io_lib
 
 _PACKAGE = "benchmarks"
 _HERE = pathlib.Path(__file__).resolve().parent
@@ -125,23 +125,6 @@ def run_module(name: str, quick: bool) -> tuple[str, bool]:
   return f"{section}\n\n_{name}: {elapsed:.1f} s in all._\n", True
 
 
-def write_atomic(path: str, text: str) -> None:
-  path = os.path.abspath(path)
-  fd, tmp = tempfile.mkstemp(
-      dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}."
-  )
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def json_path(markdown_path: str) -> str:
   """Where the JSON copy of a markdown output goes: X.md -> X.json."""
   path = os.path.splitext(markdown_path)[0] + ".json"
@@ -155,8 +138,10 @@ def write_outputs(path: str, markdown: str) -> None:
     path: the markdown's path (e.g. BENCHMARKS.md).
     markdown: its text.
   """
-  write_atomic(path, markdown)
-  write_atomic(json_path(path), headline.benchmarks_json_text(markdown))
+  io_lib.atomic_write_text(path, markdown)
+  io_lib.atomic_write_text(
+      json_path(path), headline.benchmarks_json_text(markdown)
+  )
 
 
 def main(argv=None) -> int:

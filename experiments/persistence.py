@@ -309,7 +309,9 @@ def start_or_resume(
           f"{files.directory} already holds a run; pass --resume to continue "
           "it or choose another --run_dir"
       )
-    memory, meta = memory_lib.load(files.memory)
+    memory, meta = memory_lib.load(
+        files.memory, view_sizes=agent.settings.view_sizes
+    )
     if "progress" not in meta or "action_texts" not in meta:
       raise RunDirError(
           f"{files.memory} has no run progress in its metadata (it was not "

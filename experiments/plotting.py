@@ -19,6 +19,8 @@ from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from jitrl_jax import io as io_lib
+
 _COLOURS = {
     "static": "#7f7f7f",
     "jitrl": "#d62728",
@@ -108,10 +110,9 @@ def plot_learning_curves(
   ax.grid(alpha=0.3)
   ax.legend(loc="best", fontsize=8)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp)
+  with io_lib.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png")
   plt.close(fig)
-  os.replace(tmp, path)
   return path
 
 

@@ -1,6 +1,6 @@
 """The reflective evaluator: an LLM scores every step of a finished episode.
 
-JitRL (arXiv 2601.18510; SPEC section 6) rewards steps with a reflective
+JitRL (arXiv 2601.18510; docs/method.md section 6) rewards steps with a reflective
 evaluator: after an episode, a prompt shows the LM the whole trajectory (per
 step: an observation snippet, the action and the environment's reward) and
 whether the episode succeeded, and asks for a score r_t in [-3, 3] for every

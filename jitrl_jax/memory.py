@@ -22,7 +22,6 @@ Dimension letters: M capacity, S_v set size of view v, T episode length.
 
 import json
 import os
-import tempfile
 from typing import Any, NamedTuple, Sequence
 import zipfile
 
@@ -31,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jitrl_jax import io as io_lib
 from jitrl_jax import token_sets
 
 TokenSet = token_sets.TokenSet
@@ -283,28 +283,8 @@ def save(
     arrays[f"view{v}_counts"] = np.asarray(view.counts, np.float32)
   for name, dtype in {**_FIELDS_1D, **_FIELDS_0D}.items():
     arrays[name] = np.asarray(getattr(memory, name), dtype)
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(
-      dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-  )
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-  try:  # Persist the rename itself; best effort (not on every platform).
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-      os.fsync(dir_fd)
-    finally:
-      os.close(dir_fd)
-  except OSError:
-    pass
+  with io_lib.atomic_open(path, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def _is_int_scalar(x: np.ndarray) -> bool:
@@ -312,11 +292,52 @@ def _is_int_scalar(x: np.ndarray) -> bool:
   return x.shape == () and x.dtype.kind in "iu"
 
 
-def load(path) -> tuple[MemoryState, dict[str, Any]]:
+def _check_content(fields, views, fail) -> None:
+  """Raises `fail(...)` on values that parse but that retrieval assumes away.
+
+  On valid rows: returns and rewards finite; inserted_at in [0,
+  num_inserted); every view row a set as `token_sets` writes it (ids >= 0
+  strictly ascending, then padding -1 with count 0; counts finite and > 0
+  on ids).
+  """
+  valid = fields["valid"]
+  for name in ("returns", "rewards"):
+    bad = valid & ~np.isfinite(fields[name])
+    if bad.any():
+      raise fail(f"non-finite {name} in {int(bad.sum())} valid entries")
+  at = fields["inserted_at"][valid]
+  if at.size and (at.min() < 0 or at.max() >= int(fields["num_inserted"])):
+    raise fail(
+        f"inserted_at outside [0, num_inserted={int(fields['num_inserted'])})"
+    )
+  for v, (ids, counts) in enumerate(views):
+    ids, counts = ids[valid], counts[valid]
+    real = ids >= 0
+    if ((ids < 0) & (ids != token_sets.PAD)).any():
+      raise fail(f"view {v}: negative ids other than the padding -1")
+    if (real[:, 1:] & ~real[:, :-1]).any():
+      raise fail(f"view {v}: an id after padding in a set row")
+    if (real[:, 1:] & (np.diff(ids, axis=1) <= 0)).any():
+      raise fail(f"view {v}: ids not strictly ascending (unsorted or repeated)")
+    if (~np.isfinite(counts)).any() or (counts[real] <= 0).any():
+      raise fail(f"view {v}: counts must be finite and > 0 on ids")
+    if (counts[~real] != 0).any():
+      raise fail(f"view {v}: padding with a non-zero count")
+
+
+def load(
+    path, *, view_sizes: Sequence[int] | None = None
+) -> tuple[MemoryState, dict[str, Any]]:
   """Loads a memory saved by `save`. Never modifies or deletes the file.
+
+  Beyond the structure, the content is checked: finite returns, insertion
+  stamps below the insertion counter, and set rows as `token_sets` writes
+  them (see `_check_content`); retrieval assumes all of these.
 
   Args:
     path: the .npz file.
+    view_sizes: the set size S of each view the caller expects (a run's
+      config); None accepts the file's.
 
   Returns:
     (MemoryState with device arrays, metadata dict).
@@ -397,6 +418,15 @@ def load(path) -> tuple[MemoryState, dict[str, Any]]:
     )
   fields = {n: typed(n, (m,), d) for n, d in _FIELDS_1D.items()}
   fields.update({n: typed(n, (), d) for n, d in _FIELDS_0D.items()})
+  sizes = tuple(int(view.ids.shape[1]) for view in views)
+  if view_sizes is not None and tuple(int(x) for x in view_sizes) != sizes:
+    raise fail(
+        f"view sizes {sizes} differ from the expected {tuple(view_sizes)} "
+        "(a memory of another configuration)"
+    )
+  _check_content(
+      fields, [(np.asarray(v.ids), np.asarray(v.counts)) for v in views], fail
+  )
   if not 0 <= int(fields["cursor"]) < m:
     raise fail(f"cursor {int(fields['cursor'])} out of range [0, {m})")
   if int(fields["num_inserted"]) < int(fields["valid"].sum()):

@@ -1,6 +1,6 @@
 """Token sets: texts as fixed-shape, padded int32 id sets.
 
-JitRL (arXiv 2601.18510, section 2 of SPEC.md) compares agent states through
+JitRL (arXiv 2601.18510, docs/method.md section 2) compares agent states through
 the Jaccard similarity of token sets. A state has one or more *views* (current
 observation, history, task), and each view becomes a `TokenSet`: a fixed-size
 array of sorted, unique int32 ids padded with `PAD` (-1) at the end, plus the

@@ -33,6 +33,7 @@ CORE_MODULES = (
     "update",
     "policy",
     "config",
+    "io",
 )
 CORE_THIRD_PARTY = frozenset({"jax", "numpy", "chex", "typing"})
 # Never in the library: randomness takes a jax key; torch is for benchmarks.

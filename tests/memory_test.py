@@ -23,10 +23,12 @@ _SIZES = (4, 3)
 
 
 def _views(rng, lead=()):
-  """Random views with ids in [0, 50) (sorted-ness irrelevant here)."""
+  """Random full sets of ids in [0, 50): distinct and ascending per row."""
   return tuple(
       TokenSet(
-          rng.integers(0, 50, lead + (s,)).astype(np.int32),
+          np.sort(
+              np.argsort(rng.random(lead + (50,)), axis=-1)[..., :s], axis=-1
+          ).astype(np.int32),
           rng.integers(1, 3, lead + (s,)).astype(np.float32),
       )
       for s in _SIZES
@@ -347,6 +349,39 @@ class SaveLoadTest(parameterized.TestCase):
   )
   def test_missing_field(self, field):
     self._assert_load_fails(self._resave(**{field: None}), f"'{field}'")
+
+  def test_content_that_parses_but_is_wrong(self):
+    # Each is a structurally valid file that retrieval would misread.
+    with np.load(self.path) as data:
+      a = {k: data[k] for k in data.files}
+    valid = np.flatnonzero(a["valid"])
+    self.assertNotEmpty(valid)
+    row = valid[0]
+    cases = {
+        "non-finite returns": ("returns", lambda x: x.__setitem__(row, np.nan)),
+        "counts must be finite and > 0": (
+            "view0_counts",
+            lambda x: x.__setitem__((row, 0), -1.0),
+        ),
+        "not strictly ascending": (
+            "view0_ids",
+            lambda x: x.__setitem__((row, 1), x[row, 0]),
+        ),
+        "inserted_at outside": (
+            "inserted_at",
+            lambda x: x.__setitem__(row, int(a["num_inserted"]) + 5),
+        ),
+    }
+    for message, (name, edit) in cases.items():
+      with self.subTest(message):
+        x = a[name].copy()
+        edit(x)
+        self._assert_load_fails(self._resave(**{name: x}), message)
+
+  def test_view_sizes_of_another_config_are_refused(self):
+    memory_lib.load(self.path, view_sizes=_SIZES)
+    with self.assertRaisesRegex(memory_lib.MemoryFileError, "view sizes"):
+      memory_lib.load(self.path, view_sizes=(8, 8))
 
   def test_inconsistent_fields(self):
     self._assert_load_fails(

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from experiments.reporting import runs as runs_lib
+from jitrl_jax import io as io_lib
 
 # ------------------------------------------------------------- markdown --
 
@@ -282,10 +283,9 @@ def plot_pooled_curves(game: Mapping[str, Any], path: str) -> str:
       fontsize=10,
   )
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, metadata={"Software": None})
+  with io_lib.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", metadata={"Software": None})
   plt.close(fig)
-  os.replace(tmp, path)
   return path
 
 

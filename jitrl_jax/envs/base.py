@@ -2,7 +2,8 @@
 
 A JitRL agent sees a text game through `TextEnv`: `reset(seed)` and
 `step(action)` return a `StepResult`, `valid_actions()` lists the candidate
-commands, and `view_texts()` describes the state as the texts of SPEC section 2:
+commands, and `view_texts()` describes the state as the texts of
+docs/method.md section 2:
 
   current = look text + latest observation
   history = inventory + path of locations visited + score-raising actions
@@ -69,7 +70,7 @@ class StepResult(NamedTuple):
 
 
 class ViewTexts(NamedTuple):
-  """The texts of a state's views (SPEC section 2), before tokenisation."""
+  """The texts of a state's views (docs/method.md section 2), before tokenisation."""
 
   current: str  # look text + latest observation
   history: str  # inventory + location path + score-raising actions
