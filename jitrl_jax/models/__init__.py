@@ -1,4 +1,4 @@
-"""Llama-family causal LMs in Flax NNX: loading, candidate scoring, sampling.
+"""Llama-family causal LMs in Flax NNX: loading, scoring, sampling, tilting.
 
 This package knows nothing of JitRL; ``jitrl_jax.agents`` is where the LM and
 the policy meet.
@@ -30,6 +30,7 @@ from jitrl_jax.models.scoring import PROMPT_BUCKETS
 from jitrl_jax.models.scoring import score_candidates
 from jitrl_jax.models.scoring import score_candidates_batch
 from jitrl_jax.models.scoring import score_candidates_fn
+from jitrl_jax.models import tilting
 
 __all__ = (
     "apply",
@@ -58,4 +59,5 @@ __all__ = (
     "score_candidates",
     "score_candidates_batch",
     "score_candidates_fn",
+    "tilting",
 )
