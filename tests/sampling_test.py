@@ -43,20 +43,6 @@ def stub_tokens_to_logits(tokens, positions, cache):
   return logits, cache + 1
 
 
-@jax.jit
-def forward_last_logits(graphdef, state, tokens, length):
-  """Logits after a right-padded sequence [L], no cache: [V]."""
-  mask = (jnp.arange(tokens.shape[0]) < length)[None]
-  logits, _ = llama_lib.apply(
-      graphdef,
-      state,
-      tokens[None],
-      jnp.arange(tokens.shape[0])[None],
-      attention_mask=mask,
-  )
-  return logits[0, length - 1]
-
-
 def add_bias(step, logits, state):
   """logits_fn: adds the caller's bias [V] (state.logits_fn_state)."""
   del step
@@ -177,7 +163,9 @@ class TinyGenerateTest(parameterized.TestCase):
       seq[: len(p)] = p
       n = len(p)
       for step in range(5):
-        logits = forward_last_logits(graphdef, state, jnp.asarray(seq), n)
+        logits = tiny_llama.forward_last_logits(
+            graphdef, state, jnp.asarray(seq), n
+        )
         seq[n] = int(jnp.argmax(logits))
         self.assertEqual(int(right.tokens[b, step]), seq[n])
         n += 1
@@ -273,7 +261,9 @@ class RealModelGenerateTest(absltest.TestCase):
     n = len(self.prompt)
     want = []
     for _ in range(self.n_new):
-      logits = forward_last_logits(graphdef, state, jnp.asarray(seq), n)
+      logits = tiny_llama.forward_last_logits(
+          graphdef, state, jnp.asarray(seq), n
+      )
       token = int(jnp.argmax(logits))
       want.append(token)
       seq[n] = token

@@ -462,20 +462,6 @@ STOP = 2
 
 
 @jax.jit
-def forward_logits(graphdef, state, tokens, length):
-  """The LM's next-token logits after a right-padded sequence [16]: [V]."""
-  mask = (jnp.arange(tokens.shape[0]) < length)[None]
-  logits, _ = llama_lib.apply(
-      graphdef,
-      state,
-      tokens[None],
-      jnp.arange(tokens.shape[0])[None],
-      attention_mask=mask,
-  )
-  return logits[0, length - 1]
-
-
-@jax.jit
 def _llama_tilts(graphdef, state, batch, adv, beta):
   """The scoring pass of B prompts -> B tilts (A_0 = 0, budget 4)."""
   lp, logp = scoring.candidate_token_logprobs_batch(
@@ -559,9 +545,9 @@ class LlamaTiltingTest(parameterized.TestCase):
           pos.append(k)
           targets.append(y[k])
           owner.append((b, s))
-    logits = jax.vmap(forward_logits, in_axes=(None, None, 0, 0))(
-        self.graphdef, self.state, np.stack(seqs), np.array(lens)
-    )
+    logits = jax.vmap(
+        tiny_llama.forward_last_logits, in_axes=(None, None, 0, 0)
+    )(self.graphdef, self.state, np.stack(seqs), np.array(lens))
     step_tilts = jax.tree.map(lambda x: x[np.array(rows)], tilts)
     steps = np.asarray(
         _tilted_steps_batched(

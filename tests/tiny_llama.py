@@ -29,3 +29,17 @@ def random_llama(
   )
   nnx.replace_by_pure_dict(state, values)
   return nnx.merge(graphdef, state)
+
+
+@jax.jit
+def forward_last_logits(graphdef, state, tokens, length):
+  """The next-token logits after a right-padded sequence [L], no cache: [V]."""
+  mask = (jnp.arange(tokens.shape[0]) < length)[None]
+  logits, _ = llama_lib.apply(
+      graphdef,
+      state,
+      tokens[None],
+      jnp.arange(tokens.shape[0])[None],
+      attention_mask=mask,
+  )
+  return logits[0, length - 1]
