@@ -13,23 +13,9 @@ pi_theta and the same random draws (common random numbers: the keys depend on
 the agent and the episode, never on the rule; actions are drawn by inverse CDF
 from one shared uniform, so rules with equal policies take equal actions).
 
-Rules (the policy pi' an agent acts with in state s, prior logits z):
-
-  jitrl          pi' = softmax(z + beta A_hat), sampled (the paper:
-                 `policy.act` with the jitrl rule on the lab's neighbours)
-  reference      argmax(p + w A_hat_ref) (the authors' code: `policy.act`
-                 with the reference rule)
-  gradient_kl    the same KL-regularised objective as jitrl,
-                 max_pi E_pi[A_hat] - KL(pi || pi_theta) / beta, solved by
-                 `steps` optax gradient steps on the logits from z
-  reinforce      REINFORCE on per-state logits (a table over the hidden
-                 states, initialised at the prior), optax SGD after each
-                 episode, per-state EMA baseline
-  ppo            PPO-clip on the same table: `ppo_epochs` clipped steps on each
-                 episode's batch (one on-policy update per episode)
-  static         pi' = pi_theta (no update)
-  greedy_memory  argmax_a A_hat(s, a) (no prior; unseen actions get the
-                 expected optimism bonus, ties broken at random)
+Rules: jitrl (the paper's closed form, through `policy.act`), reference (the
+authors' code rule, through `policy.act`), gradient_kl, reinforce, ppo,
+static and greedy_memory; `experiments/theory/rules.py` defines each.
 
 The policy-gradient rules see the hidden state identity (cluster / node); the
 memory rules see only the noisy token sets. Every rule writes its episodes to
