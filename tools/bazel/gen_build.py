@@ -52,6 +52,8 @@ HEAVY_MODULES = (
     "benchmarks.lm_bench",
     "benchmarks.retrieval_bench",
     "benchmarks.run",
+    "experiments.episodes",
+    "experiments.persistence",
     "experiments.run_text_game",
     "jericho",
     "jitrl_jax.agents",
