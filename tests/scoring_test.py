@@ -14,36 +14,20 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jitrl_jax.models import llama as llama_lib
 from tests import tiny_llama
 from jitrl_jax.models import loading
 from jitrl_jax.models import scoring
 
-TINY = llama_lib.LlamaConfig(
-    vocab_size=50,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-    max_position_embeddings=96,
-)
+TINY = tiny_llama.TINY
 FORWARD_LEN = 48  # every reference forward pass is padded to this length
 
 
 @jax.jit
 def forward_logprobs(graphdef, state, tokens, length):
   """log pi over one right-padded sequence [L]: [L, V]."""
-  mask = (jnp.arange(tokens.shape[0]) < length)[None]
-  logits, _ = llama_lib.apply(
-      graphdef,
-      state,
-      tokens[None],
-      jnp.arange(tokens.shape[0])[None],
-      attention_mask=mask,
+  return jax.nn.log_softmax(
+      tiny_llama.forward_logits(graphdef, state, tokens, length), axis=-1
   )
-  return jax.nn.log_softmax(logits[0], axis=-1)
 
 
 def separate_scores(graphdef, state, prompt, candidates, normalise=False):

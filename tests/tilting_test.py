@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jitrl_jax.models import llama as llama_lib
 from jitrl_jax.models import sampling
 from jitrl_jax.models import scoring
 from jitrl_jax.models import tilting
@@ -448,16 +447,7 @@ class SamplerTest(parameterized.TestCase):
     self.assertIn(tuple(h), [c for c, ok in zip(COMMANDS, VALID) if ok])
 
 
-LLAMA = llama_lib.LlamaConfig(
-    vocab_size=50,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-    max_position_embeddings=96,
-)
+LLAMA = tiny_llama.TINY
 STOP = 2
 
 

@@ -31,9 +31,22 @@ def random_llama(
   return nnx.merge(graphdef, state)
 
 
+# The small config the scoring and tilting tests share.
+TINY = llama_lib.LlamaConfig(
+    vocab_size=50,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    max_position_embeddings=96,
+)
+
+
 @jax.jit
-def forward_last_logits(graphdef, state, tokens, length):
-  """The next-token logits after a right-padded sequence [L], no cache: [V]."""
+def forward_logits(graphdef, state, tokens, length):
+  """Logits at every position of a right-padded sequence [L], no cache: [L, V]."""
   mask = (jnp.arange(tokens.shape[0]) < length)[None]
   logits, _ = llama_lib.apply(
       graphdef,
@@ -42,4 +55,10 @@ def forward_last_logits(graphdef, state, tokens, length):
       jnp.arange(tokens.shape[0])[None],
       attention_mask=mask,
   )
-  return logits[0, length - 1]
+  return logits[0]
+
+
+@jax.jit
+def forward_last_logits(graphdef, state, tokens, length):
+  """The next-token logits after a right-padded sequence [L], no cache: [V]."""
+  return forward_logits(graphdef, state, tokens, length)[length - 1]
