@@ -415,6 +415,24 @@ def _agent_names(cfg: ml_collections.ConfigDict) -> list[str]:
   return agents
 
 
+def check_generating_agents(cfg, agents, lm=None) -> None:
+  """Raises ConfigError when a generating agent would get an LM that cannot
+  write (the scripted LM, or a given LM without a generator)."""
+  generating = [a for a in agents if a in agent_lib.GENERATING_AGENT_NAMES]
+  if not generating:
+    return
+  if lm is not None and lm.generator is None:
+    cause = f"the given LM {lm.name!r} has no generator"
+  elif lm is None and cfg.lm.kind == "scripted":
+    cause = "lm.kind 'scripted' only scores given strings"
+  else:
+    return
+  raise ConfigError(
+      f"agents {generating} write their own commands, but {cause}; use "
+      "lm.kind 'gguf' or 'hf' for them"
+  )
+
+
 def run_experiment(
     cfg: ml_collections.ConfigDict,
     run_dir: str,
@@ -446,6 +464,7 @@ def run_experiment(
   """
   agents = _agent_names(cfg)
   check_agent_config(cfg)
+  check_generating_agents(cfg, agents, lm)
   with persistence.run_lock(run_dir):
     return _run_locked(
         cfg, run_dir, agents, resume, after_episode, kill_at, lm, envs

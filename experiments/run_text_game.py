@@ -123,6 +123,7 @@ def main(argv: Sequence[str]) -> None:
   except (
       agent_lib.UnknownAgentError,
       agent_lib.NonFiniteLogitsError,
+      agent_lib.NoGeneratorError,
       episodes.ConfigError,
       envs_base.UnknownGameError,
       envs_base.EnvironmentUnavailableError,

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 RULES = ("jitrl", "reference")
+OTHER_COMMAND_ADVANTAGES = ("zero", "expected_bonus")
 
 
 class Hyper(NamedTuple):
@@ -100,6 +101,14 @@ class Settings:
     token_buckets: allowed candidate token lengths T; a longer candidate is
       cut to the largest.
     action_table_size: rows of the device table of memory actions' tokens.
+    max_command_tokens: generating agents (`static-generate`,
+      `jitrl-generate`): the most tokens the LM may write for one command,
+      its terminator included (the sampler's max_new_tokens); a longer
+      command is cut there and logged as truncated.
+    other_command_advantage: jitrl-generate: A_0, the advantage of every
+      string that is not one of the neighbours' commands: "zero" (A_0 = 0)
+      or "expected_bonus" (lam * alpha / |N(s)|, the expectation of the
+      optimism bonus of docs/method.md section 5; 0 with no neighbours).
   """
 
   rule: str = "jitrl"
@@ -132,6 +141,8 @@ class Settings:
   candidate_buckets: tuple[int, ...] = (32, 64)
   token_buckets: tuple[int, ...] = (8, 16)
   action_table_size: int = 4096
+  max_command_tokens: int = 12
+  other_command_advantage: str = "zero"
 
   def __post_init__(self):
     if self.rule not in RULES:
@@ -235,6 +246,16 @@ def _check_settings(s: "Settings") -> None:
     raise ValueError(
         f"view_ngrams {s.view_ngrams} and view_sizes {s.view_sizes} must "
         "have one entry per view"
+    )
+  if s.max_command_tokens < 2:
+    raise ValueError(
+        "max_command_tokens must be >= 2 (one token of the command and its "
+        f"terminator), got {s.max_command_tokens}"
+    )
+  if s.other_command_advantage not in OTHER_COMMAND_ADVANTAGES:
+    raise ValueError(
+        f"other_command_advantage must be one of {OTHER_COMMAND_ADVANTAGES}, "
+        f"got {s.other_command_advantage!r}"
     )
   for name in ("prompt_buckets", "candidate_buckets", "token_buckets"):
     buckets = getattr(s, name)

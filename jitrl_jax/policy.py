@@ -14,6 +14,11 @@ One decision (JitRL, arXiv 2601.18510; docs/method.md sections 4, 5, 7 and 9):
 and at the end of an episode, `observe` computes the discounted returns
 G_t = sum_j gamma^j r_{t+j} and writes every step into memory.
 
+The generating agents (the LM writes the command) tilt the LM over whole
+strings instead of candidates; `memory_command_advantages` is their one glue
+from N(s) to (the neighbours' commands, A = Q - V, and A_0 for every other
+string), and `models.tilting` does the rest.
+
 Masking: masked candidates (mask False or logit -inf) are never chosen and
 have probability 0. NaN logits of unmasked candidates: an eager call raises
 ValueError; under jit they are treated as masked and `nan_logits` in the
@@ -129,6 +134,73 @@ def retrieve(
       k_exact=settings.k_exact if reference else 0,
       exact_threshold=settings.exact_threshold,
       method=settings.similarity_method,
+  )
+
+
+class MemoryCommands(NamedTuple):
+  """The neighbours' commands and their advantages (one state).
+
+  What a generating agent tilts its LM by (`memory_command_advantages`):
+  A(s, y) = advantages[j] when y is the command of slot j, A_0 = baseline
+  for every other string.
+  """
+
+  action_ids: jax.Array  # [S] int32 the neighbours' action ids
+  advantages: jax.Array  # [S] float A_s = Q(s, a_s) - V(s); 0 where masked
+  mask: jax.Array  # [S] bool the first slot of each distinct action
+  baseline: jax.Array  # [] float A_0, the advantage of every other string
+  value: jax.Array  # [] float V(s)
+  counts: jax.Array  # [S] int32 n(s, a_s)
+
+
+def memory_command_advantages(
+    settings: Settings, hyper: Hyper, neighbours: retrieval_lib.Neighbours
+) -> MemoryCommands:
+  """N(s) -> the S = K distinct commands the neighbours took, with A = Q - V.
+
+  The glue between memory and a generating agent: the neighbours' distinct
+  action ids become the candidates of `advantage.advantages` (the paper
+  rule, docs/method.md section 5), so each gets A_s = Q(s, a_s) - V(s);
+  none is unseen, so no optimism bonus is drawn. Every other string y gets
+  A_0: 0 (`settings.other_command_advantage == "zero"`), or the expected
+  bonus lam * alpha / |N(s)| ("expected_bonus"; 0 with no neighbours). The
+  slots keep the neighbours' order (slot j stands for neighbour j's
+  action; repeats are masked), so no distinct action is dropped.
+
+  Args:
+    settings: the static settings (other_command_advantage).
+    hyper: lam and alpha (the bonus of A_0).
+    neighbours: N(s), fields [K].
+
+  Returns:
+    `MemoryCommands` with fields [S], S = K.
+  """
+  ids = jnp.asarray(neighbours.action_ids, jnp.int32)
+  # No environment candidates and no return bound: the mask is the first
+  # occurrence of each distinct neighbour action.
+  distinct = advantage_lib.memory_action_candidates(
+      neighbours,
+      jnp.zeros((0,), jnp.int32),
+      jnp.zeros((0,), bool),
+      min_mean_return=-jnp.inf,
+  ).mask
+  out = advantage_lib.advantages(
+      neighbours, ids, distinct, lam=hyper.lam, alpha=hyper.alpha, key=None
+  )
+  dtype = out.advantages.dtype
+  if settings.other_command_advantage == "expected_bonus":
+    size = jnp.maximum(out.num_neighbours, 1).astype(dtype)
+    bonus = jnp.asarray(hyper.lam, dtype) * jnp.asarray(hyper.alpha, dtype)
+    baseline = jnp.where(out.num_neighbours > 0, bonus / size, 0.0)
+  else:
+    baseline = jnp.zeros((), dtype)
+  return MemoryCommands(
+      action_ids=ids,
+      advantages=jnp.where(distinct, out.advantages, 0.0),
+      mask=distinct,
+      baseline=baseline.astype(dtype),
+      value=out.value,
+      counts=out.counts,
   )
 
 

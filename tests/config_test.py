@@ -59,6 +59,12 @@ class CheckTest(parameterized.TestCase):
       ("ngrams", dict(view_ngrams=(1,)), "one entry per view"),
       ("buckets", dict(prompt_buckets=(512, 256)), "ascending"),
       ("paper_is_not_a_rule_name", dict(rule="paper"), "rule must be"),
+      ("command_tokens", dict(max_command_tokens=1), "max_command_tokens"),
+      (
+          "other_command_advantage",
+          dict(other_command_advantage="bonus"),
+          "other_command_advantage",
+      ),
   )
   def test_meaningless_settings_are_an_error(self, kwargs, message):
     with self.assertRaisesRegex(ValueError, message):

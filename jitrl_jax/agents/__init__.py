@@ -5,6 +5,8 @@
 * `actions`: action ids and the device table of memory actions' tokens.
 * `batching`: host-side padding to `models.scoring`'s buckets.
 * `decision`: the one pure, jitted decision function.
+* `generate`: the generating agents' decision (the LM writes the command,
+  plainly or tilted by memory).
 * `text_game`: `make_agent`, the host loop around the decision.
 """
 
@@ -13,7 +15,11 @@ from jitrl_jax.agents.actions import action_id
 from jitrl_jax.agents.actions import normalise_action
 from jitrl_jax.agents.batching import DecisionInput
 from jitrl_jax.agents.decision import DecisionOutput
+from jitrl_jax.agents.generate import GenerateDecision
+from jitrl_jax.agents.generate import GenerateInput
+from jitrl_jax.agents.lm import Generator
 from jitrl_jax.agents.lm import LanguageModel
+from jitrl_jax.agents.lm import from_llama
 from jitrl_jax.agents.lm import load_language_model
 from jitrl_jax.agents.lm import scripted_language_model
 from jitrl_jax.agents.prompts import GameObservation
@@ -24,6 +30,8 @@ from jitrl_jax.agents.text_game import AGENT_NAMES
 from jitrl_jax.agents.text_game import AgentCarry
 from jitrl_jax.agents.text_game import AgentState
 from jitrl_jax.agents.text_game import Choice
+from jitrl_jax.agents.text_game import GENERATING_AGENT_NAMES
+from jitrl_jax.agents.text_game import NoGeneratorError
 from jitrl_jax.agents.text_game import NonFiniteLogitsError
 from jitrl_jax.agents.text_game import TextGameAgent
 from jitrl_jax.agents.text_game import Trajectory
@@ -39,8 +47,13 @@ __all__ = [
     "Choice",
     "DecisionInput",
     "DecisionOutput",
+    "GENERATING_AGENT_NAMES",
     "GameObservation",
+    "GenerateDecision",
+    "GenerateInput",
+    "Generator",
     "LanguageModel",
+    "NoGeneratorError",
     "NonFiniteLogitsError",
     "SYSTEM_PROMPT",
     "TextGameAgent",
@@ -50,6 +63,7 @@ __all__ = [
     "build_user_message",
     "check_agent_name",
     "format_experiences",
+    "from_llama",
     "load_language_model",
     "make_agent",
     "normalise_action",

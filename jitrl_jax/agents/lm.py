@@ -3,22 +3,50 @@
 One seam, `LanguageModel.score_fn` (the summed log-probability of each
 candidate string after a prompt, one teacher-forced pass), plus what the host
 needs around it: tokenisation, the chat template and greedy generation (for
-the reflective evaluator). `load_language_model` builds it from a GGUF file
-or a Hugging Face directory with the project's Flax model
-(`jitrl_jax.models`); `scripted_language_model` is a deterministic stand-in
-for tests (a table of logits per action string).
+the reflective evaluator). The generating agents use a second seam,
+`LanguageModel.generator` (`Generator`: prefill a prompt into a cache, extend
+the cache by tokens, detokenise). `load_language_model` builds both from a
+GGUF file or a Hugging Face directory with the project's Flax model
+(`jitrl_jax.models`, through `from_llama`); `scripted_language_model` is a
+deterministic stand-in for tests (a table of logits per action string) with
+no generator.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jitrl_jax.agents import actions as actions_lib
+
+
+class Generator(NamedTuple):
+  """The LM as a writer: what a generating agent needs besides scoring.
+
+  The cache is a pytree whose leaves all have the batch axis first, so that
+  a prompt's cache can be repeated (one copy per memory command, or per
+  sample) with `jnp.repeat(leaf, n, axis=0)`.
+
+  Attributes:
+    prefill: (params, prompt_ids [B, L] int32 right-padded, prompt_lengths
+      [B] int32, cache_len: static int) -> (logits [B, V] float32 of the
+      first new token, cache). Pure and jittable.
+    extend: (params, tokens [B, N] int32, positions [B, N] int32, real
+      [B, N] bool, cache) -> (logits [B, N, V] float32, cache): writes the
+      real tokens at their positions and returns, at each of them, the
+      next-token logits. Pure and jittable.
+    decode: token ids -> text, special tokens (the terminator) dropped.
+    stop_ids: the ids that end a reply (the end of the assistant turn).
+  """
+
+  prefill: Callable[..., tuple[jax.Array, Any]]
+  extend: Callable[..., tuple[jax.Array, Any]]
+  decode: Callable[[Sequence[int]], str]
+  stop_ids: tuple[int, ...]
 
 
 class LanguageModel(NamedTuple):
@@ -41,6 +69,8 @@ class LanguageModel(NamedTuple):
     generate_text: (chat messages [{"role", "content"}], max_new_tokens) ->
       the reply text, greedy; used by the reflective evaluator. None where
       the LM cannot generate.
+    generator: the `Generator` of the generating agents (`static-generate`,
+      `jitrl-generate`); None where the LM cannot write (scripted LM).
   """
 
   name: str
@@ -52,6 +82,86 @@ class LanguageModel(NamedTuple):
   pad_id: int
   sha256: str
   generate_text: Callable[[list[dict[str, str]], int], str] | None
+  generator: Generator | None = None
+
+
+def from_llama(
+    model,
+    *,
+    encode: Callable[[str], list[int]],
+    decode: Callable[[Sequence[int]], str],
+    render_prompt: Callable[[str, str], str],
+    stop_ids: Sequence[int],
+    pad_id: int,
+    name: str,
+    sha256: str = "",
+    generate_text: Callable[[list[dict[str, str]], int], str] | None = None,
+) -> LanguageModel:
+  """Wraps a `models.llama.Llama` and a tokeniser into a `LanguageModel`.
+
+  `score_fn` and the `Generator` run the model functionally (`nnx.split`
+  graphdef closed over, state as params).
+
+  Args:
+    model: the Llama.
+    encode: text -> ids (no special tokens).
+    decode: ids -> text (special tokens dropped).
+    render_prompt: (system, user) -> prompt text ending where the reply
+      begins.
+    stop_ids: the reply terminators; the first is appended to every scored
+      candidate (`candidate_suffix`).
+    pad_id: padding id.
+    name: a label.
+    sha256: the weights file's digest ("" for none).
+    generate_text: the evaluator's greedy chat generation, or None.
+
+  Returns:
+    The `LanguageModel`, with a `generator`.
+  """
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from jitrl_jax.models import sampling  # pylint: disable=g-import-not-at-top
+  from jitrl_jax.models import scoring  # pylint: disable=g-import-not-at-top
+
+  graphdef, state = nnx.split(model)
+  stop_ids = tuple(int(i) for i in stop_ids)
+
+  def score_fn(
+      params, prompt_ids, prompt_length, candidate_tokens, candidate_lengths
+  ):
+    return scoring.score_candidates_fn(
+        graphdef,
+        params,
+        prompt_ids,
+        prompt_length,
+        candidate_tokens,
+        candidate_lengths,
+    )
+
+  def prefill(params, prompt_ids, prompt_lengths, cache_len):
+    return sampling.prefill(
+        nnx.merge(graphdef, params),
+        prompt_ids,
+        prompt_lengths,
+        cache_len=cache_len,
+    )
+
+  def extend(params, tokens, positions, real, cache):
+    return nnx.merge(graphdef, params)(
+        tokens.astype(jnp.int32), positions, cache, attention_mask=real
+    )
+
+  return LanguageModel(
+      name=name,
+      params=state,
+      score_fn=score_fn,
+      encode=encode,
+      render_prompt=render_prompt,
+      candidate_suffix=stop_ids[:1],
+      pad_id=int(pad_id),
+      sha256=sha256,
+      generate_text=generate_text,
+      generator=Generator(prefill, extend, decode, stop_ids),
+  )
 
 
 def load_language_model(
@@ -66,13 +176,11 @@ def load_language_model(
       this-many tokens.
 
   Returns:
-    A `LanguageModel` whose `score_fn` runs the model functionally
-    (`nnx.split` graphdef closed over, state as params).
+    A `LanguageModel` (`from_llama`) whose `generate_text` answers the
+    evaluator and whose `generator` writes commands.
   """
-  from flax import nnx  # pylint: disable=g-import-not-at-top
   from jitrl_jax.models import loading  # pylint: disable=g-import-not-at-top
   from jitrl_jax.models import sampling  # pylint: disable=g-import-not-at-top
-  from jitrl_jax.models import scoring  # pylint: disable=g-import-not-at-top
 
   if path is None:
     path = loading.default_gguf_path()
@@ -83,22 +191,12 @@ def load_language_model(
     loaded = loading.load_gguf(path)
     sha = loading.file_sha256(path)
   tokenizer = loaded.tokenizer
-  graphdef, state = nnx.split(loaded.model)
-
-  def score_fn(
-      params, prompt_ids, prompt_length, candidate_tokens, candidate_lengths
-  ):
-    return scoring.score_candidates_fn(
-        graphdef,
-        params,
-        prompt_ids,
-        prompt_length,
-        candidate_tokens,
-        candidate_lengths,
-    )
 
   def encode(text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
+
+  def decode(ids: Sequence[int]) -> str:
+    return tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
 
   def render_prompt(system: str, user: str) -> str:
     messages = [
@@ -132,18 +230,16 @@ def load_language_model(
         stop_ids=suffix,
     )
     n = int(np.asarray(out.lengths)[0])
-    return tokenizer.decode(
-        np.asarray(out.tokens)[0, :n].tolist(), skip_special_tokens=True
-    )
+    return decode(np.asarray(out.tokens)[0, :n].tolist())
 
-  return LanguageModel(
-      name=os.path.basename(path),
-      params=state,
-      score_fn=score_fn,
+  return from_llama(
+      model,
       encode=encode,
+      decode=decode,
       render_prompt=render_prompt,
-      candidate_suffix=suffix,
+      stop_ids=suffix,
       pad_id=pad_id,
+      name=os.path.basename(path),
       sha256=sha,
       generate_text=generate_text,
   )

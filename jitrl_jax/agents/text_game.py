@@ -25,6 +25,11 @@ Four agents share the LM, the prompt and the candidate set:
 * ``memory-prompt``: retrieved experiences are written into the prompt; the
   logits are not changed.
 
+Two more write the command themselves, without a candidate list
+(`generate`): ``static-generate`` (plain sampling from the LM) and
+``jitrl-generate`` (an exact draw from pi_theta(y) exp(beta A(s, y)) over
+whole strings). They need an LM with a generator (not the scripted LM).
+
 State: `AgentState` is a pytree (memory, action table, episodes done) that
 crosses `jit`; the action texts (host strings) live beside it in
 `AgentCarry`, the value the host keeps from episode to episode.
@@ -48,12 +53,20 @@ from jitrl_jax import token_sets
 from jitrl_jax.agents import actions as actions_lib
 from jitrl_jax.agents import batching
 from jitrl_jax.agents import decision as decision_lib
+from jitrl_jax.agents import generate as generate_lib
 from jitrl_jax.agents import lm as lm_lib
 from jitrl_jax.agents import prompts
 
 TokenSet = token_sets.TokenSet
 
-AGENT_NAMES = ("static", "jitrl", "jitrl-reference", "memory-prompt")
+GENERATING_AGENT_NAMES = generate_lib.GENERATING_AGENT_NAMES
+AGENT_NAMES = (
+    "static",
+    "jitrl",
+    "jitrl-reference",
+    "memory-prompt",
+) + GENERATING_AGENT_NAMES
+NoGeneratorError = generate_lib.NoGeneratorError
 
 
 class UnknownAgentError(ValueError):
@@ -132,8 +145,10 @@ class TextGameAgent(NamedTuple):
   init: Callable[[], AgentCarry]
   act: Callable[..., list[Choice]]
   observe: Callable[[AgentCarry, Sequence[Trajectory]], AgentCarry]
-  prepare: Callable[..., batching.DecisionInput]
-  decide: Callable[..., decision_lib.DecisionOutput]  # the jitted call
+  # DecisionInput (GenerateInput for the generating agents)
+  prepare: Callable[..., Any]
+  # the jitted call: DecisionOutput (GenerateDecision when generating)
+  decide: Callable[..., Any]
   retrieve: Callable[..., retrieval_lib.Neighbours]  # jitted, batched
   state_views: Callable[[str, str, str], tuple[TokenSet, ...]]
   restore: Callable[
@@ -220,6 +235,51 @@ def _episode_arrays(settings, traj: Trajectory):
   return views, jnp.asarray(ids), jnp.asarray(rewards), jnp.asarray(mask)
 
 
+def _decision(name, settings, hyper, lm):
+  """(jitted decide, its trace counter, table token width, memory slots)."""
+  if name in GENERATING_AGENT_NAMES:
+    decide, num_compiles = generate_lib.make_decide(name, settings, hyper, lm)
+    return decide, num_compiles, generate_lib.table_width(settings), 0
+  decide, num_compiles = decision_lib.make_decide(
+      name, settings, hyper, lm.score_fn
+  )
+  return (
+      decide,
+      num_compiles,
+      max(settings.token_buckets),
+      decision_lib.memory_slots(settings, name),
+  )
+
+
+def _as_written(action: str) -> str:
+  """The command as the LM wrote it, spaces collapsed (case kept)."""
+  return " ".join(action.split())
+
+
+def _act_generating(
+    name, settings, lm, decide, carry: AgentCarry, observations, key
+) -> list[Choice]:
+  """`act` of the generating agents: the LM writes B commands."""
+  inputs = generate_lib.prepare(settings, lm, observations)
+  table = carry.table
+  if name == "jitrl-generate":
+    t = generate_lib.command_width(settings, jax.device_get(table.lengths))
+    table = table._replace(tokens=table.tokens[:, :t])
+  out = decide(lm.params, carry.memory, table, inputs, key)
+  result = []
+  for i, (text, from_memory, diag) in enumerate(
+      generate_lib.choices(out, inputs, lm, carry.action_texts)
+  ):
+    if diag["log_pi_theta"] is None and diag["nan_logits"]:
+      raise NonFiniteLogitsError(
+          f"game {i}, step {observations[i].step}: the LM's next-token "
+          "logits hold NaN, so the command it wrote is meaningless. Check "
+          "the model file and its dtype."
+      )
+    result.append(Choice(text, from_memory, diag))
+  return result
+
+
 def agent_settings(
     name: str, settings: config_lib.Settings
 ) -> config_lib.Settings:
@@ -240,7 +300,9 @@ def make_agent(
   """Builds one of the `AGENT_NAMES` agents around a frozen LM.
 
   Args:
-    name: "static", "jitrl", "jitrl-reference" or "memory-prompt".
+    name: "static", "jitrl", "jitrl-reference", "memory-prompt",
+      "static-generate" or "jitrl-generate" (the last two need
+      `lm.generator`).
     lm: the `LanguageModel`.
     settings: static settings (`config.Settings`); the agent sets the rule.
     hyper: hyperparameters (`config.Hyper`).
@@ -252,6 +314,7 @@ def make_agent(
 
   Raises:
     UnknownAgentError: for an unknown name.
+    NoGeneratorError: a generating agent on an LM without a generator.
     TypeError: for an unknown keyword.
   """
   check_agent_name(name)
@@ -261,11 +324,8 @@ def make_agent(
   base.update(kwargs)
   settings, hyper, _ = config_lib.split_kwargs(base)
   settings = agent_settings(name, settings)
-  t_max = max(settings.token_buckets)
-  slots = decision_lib.memory_slots(settings, name)
-  decide, num_compiles = decision_lib.make_decide(
-      name, settings, hyper, lm.score_fn
-  )
+  generating = name in GENERATING_AGENT_NAMES
+  decide, num_compiles, t_max, slots = _decision(name, settings, hyper, lm)
   retrieve = jax.jit(
       jax.vmap(
           lambda m, v, s: policy_lib.retrieve(settings, m, v, s),
@@ -273,6 +333,9 @@ def make_agent(
       )
   )
   write_episode = jax.jit(policy_lib.jitrl(settings, hyper).observe)
+
+  # A generating agent's table keeps a command as the LM wrote it.
+  stored_text = _as_written if generating else actions_lib.normalise_action
 
   def restore(memory, action_texts, episodes_done) -> AgentCarry:
     texts = {int(a): str(t) for a, t in action_texts.items()}
@@ -292,12 +355,18 @@ def make_agent(
     return restore(memory, {}, 0)
 
   def prepare(observations, experiences=None, *, min_tokens=0):
+    if generating:
+      return generate_lib.prepare(settings, lm, observations)
     return batching.prepare(
         settings, lm, observations, experiences, min_tokens=min_tokens
     )
 
   def act(carry: AgentCarry, observations, key) -> list[Choice]:
     """Host wrapper: B observations -> B choices; the key is consumed."""
+    if generating:
+      return _act_generating(
+          name, settings, lm, decide, carry, observations, key
+      )
     experiences, nb = None, None
     if name == "memory-prompt":
       nb = retrieve(
@@ -330,9 +399,9 @@ def make_agent(
     return choices(out, inputs, observations, settings, carry.action_texts)
 
   def observe(carry: AgentCarry, trajectories) -> AgentCarry:
-    """Writes finished games into memory (static: counts the episode)."""
+    """Writes finished games into memory (static agents: counts only)."""
     done = carry.episodes_done + 1
-    if name == "static":
+    if name in ("static", "static-generate"):
       return restore(carry.memory, carry.action_texts, done)
     memory = carry.memory
     texts = dict(carry.action_texts)
@@ -352,7 +421,7 @@ def make_agent(
       )
       for a in traj.actions:
         texts.pop(actions_lib.action_id(a), None)  # Most recent last.
-        texts[actions_lib.action_id(a)] = actions_lib.normalise_action(a)
+        texts[actions_lib.action_id(a)] = stored_text(a)
     return restore(memory, texts, done)
 
   return TextGameAgent(

@@ -56,13 +56,21 @@ class SamplingState(NamedTuple):
   cache: Any  # the model's decoding state (a KVCache)
   key: jax.Array  # PRNG key
   logits_fn_state: Any  # caller's pytree for logits_fn, passed through
+  # [2, B] float32 running sums of the drawn tokens' log-probabilities
+  # (after, before logits_fn), or None (see decode's return_log_probs).
+  log_probs: Any = None
 
 
 class GenerateOutput(NamedTuple):
-  """Generated tokens."""
+  """Generated tokens (and, on request, their log-probabilities)."""
 
   tokens: jax.Array  # [B, N] int32, pad_id past each row's length
   lengths: jax.Array  # [B] int32 valid tokens per row (incl. a stop id)
+  # [B] sum over the row's tokens of log softmax(logits after logits_fn)
+  # at the drawn token (temperature 1, no top-k), or None.
+  log_probs: jax.Array | None = None
+  # [B] the same for the model's own logits (before logits_fn), or None.
+  base_log_probs: jax.Array | None = None
 
 
 def sample_logits(
@@ -111,6 +119,7 @@ def decode(
     stop_ids: Sequence[int] = (),
     pad_id: int = 0,
     logits_fn_state: Any = None,
+    return_log_probs: bool = False,
 ) -> GenerateOutput:
   """The decode loop: sample, append, feed back, in one ``lax.while_loop``.
 
@@ -129,9 +138,14 @@ def decode(
     stop_ids: static token ids that end a row (the stop id is kept).
     pad_id: id written after a row stops.
     logits_fn_state: a pytree of arrays for ``logits_fn`` (traced).
+    return_log_probs: static; also sum, over each row's tokens, the drawn
+      token's log-probability under the logits after ``logits_fn`` and under
+      the model's logits (both at temperature 1, without top-k): with
+      ``logits_fn`` a tilt, log pi'(y) and log pi_theta(y).
 
   Returns:
-    ``GenerateOutput(tokens [B, N], lengths [B])``.
+    ``GenerateOutput(tokens [B, N], lengths [B])``, with ``log_probs`` [B]
+    and ``base_log_probs`` [B] when ``return_log_probs``.
   """
   b = first_logits.shape[0]
   stop = jnp.asarray(tuple(stop_ids) or (-1,), jnp.int32)
@@ -145,6 +159,7 @@ def decode(
       cache=cache,
       key=key,
       logits_fn_state=logits_fn_state,
+      log_probs=jnp.zeros((2, b), jnp.float32) if return_log_probs else None,
   )
 
   def cond(state):
@@ -162,21 +177,57 @@ def decode(
     )
     lengths = state.lengths + (~state.done).astype(jnp.int32)
     done = state.done | jnp.isin(token, stop)
-    next_logits, cache = tokens_to_logits(token, state.positions, state.cache)
+    log_probs = state.log_probs
+    if return_log_probs:
+      log_probs = log_probs + _drawn_log_probs(
+          jnp.stack([logits, state.logits]), token, state.done
+      )
+    # The model does not run after the last token (its logits are unused).
+    finished = (state.step + 1 >= max_new_tokens) | jnp.all(done)
+
+    def feed():
+      logits, cache = tokens_to_logits(token, state.positions, state.cache)
+      return logits.astype(jnp.float32), cache
+
+    next_logits, cache = jax.lax.cond(
+        finished, lambda: (state.logits, state.cache), feed
+    )
     return SamplingState(
         step=state.step + 1,
         tokens=tokens,
         lengths=lengths,
         done=done,
         positions=state.positions + 1,
-        logits=next_logits.astype(jnp.float32),
+        logits=next_logits,
         cache=cache,
         key=key,
         logits_fn_state=state.logits_fn_state,
+        log_probs=log_probs,
     )
 
   final = jax.lax.while_loop(cond, body, init)
-  return GenerateOutput(tokens=final.tokens, lengths=final.lengths)
+  if not return_log_probs:
+    return GenerateOutput(tokens=final.tokens, lengths=final.lengths)
+  return GenerateOutput(
+      tokens=final.tokens,
+      lengths=final.lengths,
+      log_probs=final.log_probs[0],
+      base_log_probs=final.log_probs[1],
+  )
+
+
+def _drawn_log_probs(logits, token, done):
+  """[2, B] log softmax(logits)[token], 0 for rows already done.
+
+  Args:
+    logits: [2, B, V] (after and before ``logits_fn``).
+    token: [B] the drawn tokens.
+    done: [B] rows that had stopped before this step.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  idx = jnp.broadcast_to(token[None, :, None], logp.shape[:2] + (1,))
+  picked = jnp.take_along_axis(logp, idx, axis=-1)[..., 0]
+  return jnp.where(done[None, :], 0.0, picked)
 
 
 def prompt_layout(
@@ -207,6 +258,42 @@ def prompt_layout(
   else:
     raise ValueError(f"padding must be 'right' or 'left', got {padding!r}.")
   return jnp.broadcast_to(positions, real.shape), real, last
+
+
+def prefill(
+    model: llama_lib.Llama,
+    prompt_ids: jax.Array,
+    prompt_lengths: jax.Array,
+    *,
+    cache_len: int,
+    padding: str = "right",
+) -> tuple[jax.Array, llama_lib.KVCache]:
+  """Encodes padded prompts into a fresh cache (the first step of generation).
+
+  The output projection is applied only at each row's last real token.
+
+  Args:
+    model: the ``Llama``.
+    prompt_ids: [B, L] int32 padded prompts.
+    prompt_lengths: [B] int32 real lengths (>= 1).
+    cache_len: static number of cache slots (>= L plus the tokens to come).
+    padding: "right" or "left" (static), see the module docstring.
+
+  Returns:
+    (first_logits [B, V] float32 of the first new token, the cache).
+  """
+  b, l = prompt_ids.shape
+  positions, real, last = prompt_layout(prompt_lengths, l, padding)
+  cache = llama_lib.init_cache(model.config, b, cache_len)
+  hidden, cache = model(
+      prompt_ids.astype(jnp.int32),
+      positions,
+      cache,
+      attention_mask=real,
+      return_hidden=True,
+  )
+  h_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+  return model.unembed(h_last), cache
 
 
 def generate_fn(
@@ -251,17 +338,13 @@ def generate_fn(
   b, l = prompt_ids.shape
   chex.assert_shape(prompt_lengths, (b,))
   model = nnx.merge(graphdef, state)
-  positions, real, last = prompt_layout(prompt_lengths, l, padding)
-  cache = llama_lib.init_cache(model.config, b, l + max_new_tokens)
-  hidden, cache = model(
-      prompt_ids.astype(jnp.int32),
-      positions,
-      cache,
-      attention_mask=real,
-      return_hidden=True,
+  first_logits, cache = prefill(
+      model,
+      prompt_ids,
+      prompt_lengths,
+      cache_len=l + max_new_tokens,
+      padding=padding,
   )
-  h_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
-  first_logits = model.unembed(h_last)
 
   def tokens_to_logits(tokens, pos, cache):
     logits, cache = model(tokens[:, None], pos[:, None], cache)
