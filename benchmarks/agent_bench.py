@@ -45,8 +45,15 @@ MEMORY_SLOTS = 4
 MAX_CHARS = 10_000  # The observation is not cut: the prompt is PROMPT_TOKENS.
 
 
-def _fill_memory(agent, state, entries: int, rng: np.random.Generator):
-  """Adds `entries` random experiences (chunks of 256 steps)."""
+def _fill_memory(
+    agent,
+    state,
+    entries: int,
+    rng: np.random.Generator,
+    action_ids: np.ndarray | None = None,
+):
+  """Adds `entries` random experiences (chunks of 256 steps), their actions
+  drawn from `action_ids` (default: ids 0 to 39)."""
   sizes = [int(s) for s in (v.ids.shape[-1] for v in state.memory.views)]
   memory = state.memory
   add = jax.jit(memory_lib.add_episode)
@@ -62,7 +69,11 @@ def _fill_memory(agent, state, entries: int, rng: np.random.Generator):
               jnp.asarray(ids, jnp.int32), jnp.asarray(ids >= 0, jnp.float32)
           )
       )
-    actions = rng.integers(0, 40, chunk).astype(np.int32)
+    actions = (
+        rng.integers(0, 40, chunk).astype(np.int32)
+        if action_ids is None
+        else rng.choice(action_ids, chunk).astype(np.int32)
+    )
     returns = rng.normal(size=chunk).astype(np.float32)
     mask = np.arange(chunk) < n
     memory = add(

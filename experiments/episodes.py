@@ -161,7 +161,7 @@ def _record_step(traj, recent, views, choice, res) -> None:
   traj["actions"].append(choice.action)
   traj["observations"].append(res.observation)
   traj["env_rewards"].append(float(res.reward))
-  recent.append((choice.action, res.observation))
+  recent.append((choice.game_command, res.observation))
   del recent[:-8]
 
 
@@ -214,6 +214,7 @@ def play_episode(
 ):
   """Plays B games side by side; returns trajectories, scores, step rows."""
   b = len(envs)
+  writes = agent_name in agent_lib.GENERATING_AGENT_NAMES
   results = [
       env.reset(seed=game_seed(cfg, episode, i)) for i, env in enumerate(envs)
   ]
@@ -233,11 +234,13 @@ def play_episode(
       fallback = [False] * b
       for i in range(b):
         if not done[i]:
-          raw = envs[i].valid_actions()
+          # A generating agent never reads the list (and Jericho's can take
+          # seconds to build), so it is not asked for.
+          raw = [] if writes else envs[i].valid_actions()
           observations[i] = _observation(
               envs[i], results[i], recent[i], step, raw
           )
-          fallback[i] = not [a for a in raw if a and a.strip()]
+          fallback[i] = not writes and not [a for a in raw if a and a.strip()]
       choices = agent.act(state, observations, decision_key(cfg, episode, step))
       for i in range(b):
         if done[i]:
@@ -245,7 +248,7 @@ def play_episode(
         choice = choices[i]
         obs = observations[i]
         views = agent.state_views(obs.current, obs.history, obs.task)
-        res = envs[i].step(choice.action)
+        res = envs[i].step(choice.game_command)
         _record_step(trajs[i], recent[i], views, choice, res)
         results[i] = res
         rows.append(_step_row(episode, i, step, choice, fallback[i], res))

@@ -21,6 +21,7 @@ import tempfile
 
 from absl.testing import absltest
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -33,6 +34,7 @@ from jitrl_jax import memory as memory_lib
 from jitrl_jax import policy
 from jitrl_jax import retrieval as retrieval_lib
 from jitrl_jax.agents import batching
+from jitrl_jax.agents import commands
 from jitrl_jax.agents import generate
 from jitrl_jax.agents import prompts
 from jitrl_jax.models import llama as llama_lib
@@ -185,14 +187,80 @@ class ApiTest(absltest.TestCase):
 
   def test_parse_command(self):
     self.assertEqual(
-        generate.parse_command("take  apple"), ("take apple", False)
+        commands.parse_command("take  apple"), ("take apple", False)
     )
     self.assertEqual(
-        generate.parse_command("\n  open fridge \nthen more"),
+        commands.parse_command("\n  open fridge \nthen more"),
         ("open fridge", False),
     )
     for text in ("", "   ", "\n\n", "...", "\ufffd\ufffd"):
-      self.assertEqual(generate.parse_command(text), ("look", True))
+      self.assertEqual(commands.parse_command(text), ("look", True))
+
+  def test_game_command_drops_what_is_not_a_command(self):
+    cases = {
+        "1. Pick up the dirty teal dress": "Pick up the dirty teal dress",
+        '"open fridge"': "open fridge",
+        "- look.": "look",
+        "> go north!": "go north",
+        "3) open the door": "open the door",
+        "\u201cRead the note.\u201d": "Read the note",
+        "take lamp": "take lamp",
+        "1.": "look",
+        "2. ...": "look",
+    }
+    for line, command in cases.items():
+      self.assertEqual(commands.game_command(line), command, line)
+
+  def test_choice_sends_the_game_command_and_keeps_the_line(self):
+    choice = agent_lib.Choice("1. take lamp", False, {}, "take lamp")
+    self.assertEqual(choice.game_command, "take lamp")
+    self.assertEqual(choice.action, "1. take lamp")
+    self.assertEqual(agent_lib.Choice("look", False, {}).game_command, "look")
+
+  def test_line_breaks_end_a_command(self):
+    # The byte LM: "\n" is one token, "\n\n" two (so not a terminator).
+    self.assertEqual(generate.command_stop_ids(byte_lm()), (STOP, ord("\n")))
+
+  def test_each_command_once_per_terminator(self):
+    rng = np.random.default_rng(0)
+    b, s, t, v = 2, 3, 5, 7
+    stops = (5, 6)
+    tokens = rng.integers(0, 5, (b, s, t)).astype(np.int32)
+    lengths = np.array([[3, 5, 0], [2, 4, 4]], np.int32)
+    for i in range(b):
+      for j in range(s):
+        if lengths[i, j]:
+          tokens[i, j, lengths[i, j] - 1] = stops[0]
+    tokens[1, 2, 3] = 1  # cut at the width: no terminator
+    token_logp = -rng.random((b, s, t)).astype(np.float32)
+    next_logp = np.log(rng.dirichlet(np.ones(v), (b, s, t))).astype(np.float32)
+    out_t, out_n, out_lp, out_next = generate.with_terminators(
+        tokens, lengths, token_logp, next_logp, stops
+    )
+    self.assertEqual(out_t.shape, (b, s * 2, t))
+    self.assertEqual(out_next.shape, (b, s * 2, t, v))
+    for i in range(b):
+      for j in range(s):
+        n = lengths[i, j]
+        for r, stop in enumerate(stops):
+          row = j * 2 + r
+          self.assertEqual(out_n[i, row], n)
+          np.testing.assert_array_equal(out_next[i, row], next_logp[i, j])
+          if n == 0 or (i, j) == (1, 2):  # padding, or cut: unchanged
+            np.testing.assert_array_equal(out_t[i, row], tokens[i, j])
+            continue
+          np.testing.assert_array_equal(
+              out_t[i, row, : n - 1], tokens[i, j, : n - 1]
+          )
+          self.assertEqual(out_t[i, row, n - 1], stop)
+          np.testing.assert_allclose(
+              out_lp[i, row, : n - 1], token_logp[i, j, : n - 1]
+          )
+          self.assertAlmostEqual(
+              float(out_lp[i, row, n - 1]),
+              float(next_logp[i, j, n - 1, stop]),
+              places=6,
+          )
 
   def test_unusable_text_falls_back_and_is_logged(self):
     lm = byte_lm()
@@ -221,8 +289,10 @@ class ApiTest(absltest.TestCase):
     inputs = generate.GenerateInput(
         np.zeros((1, 8), np.int32), np.array([5], np.int32), (), np.zeros(1)
     )
-    ((action, from_memory, diag),) = generate.choices(out, inputs, lm, {})
+    ((action, from_memory, diag, sent),) = commands.choices(out, inputs, lm, {})
     self.assertEqual(action, "look")
+    self.assertEqual(sent, "look")
+    self.assertEqual(diag["game_command"], "look")
     self.assertFalse(from_memory)
     self.assertTrue(diag["fallback"])
     self.assertEqual(diag["generated_text"], " ")
@@ -308,7 +378,7 @@ class TinyLmTest(absltest.TestCase):
         if d["truncated"]:
           seen.append(c)
           self.assertEqual(
-              c.action, generate.parse_command(d["generated_text"])[0]
+              c.action, commands.parse_command(d["generated_text"])[0]
           )
           self.assertEqual(c.action == "look", d["fallback"])
           self.assertIsNotNone(d["log_pi_theta"])
@@ -385,6 +455,12 @@ class SmolLmTest(absltest.TestCase):
     super().setUpClass()
     cls.lm = agent_lib.load_language_model()
 
+  def test_line_breaks_end_a_command(self):
+    stops = generate.command_stop_ids(self.lm)
+    self.assertEqual(stops[0], self.lm.generator.stop_ids[0])
+    self.assertIn(self.lm.encode("\n")[0], stops)
+    self.assertEqual(len(stops), len(set(stops)))
+
   def test_written_commands_follow_the_exact_tilted_policy(self):
     # Three memory commands the LM writes as one token and its terminator,
     # with returns 1, 1, -1 from the same state: A = 2/3, 2/3, -4/3, A_0 = 0.
@@ -420,6 +496,10 @@ class SmolLmTest(absltest.TestCase):
     )
     table = _table(agent, carry)
     n = settings.max_command_tokens
+    # A command ends with any of R terminators (end of turn, line breaks):
+    # the tilt's rows are S x R strings, row j R + r.
+    stops = generate.command_stop_ids(lm)
+    r = len(stops)
 
     @jax.jit
     def draws(params, memory, table, inputs, keys):
@@ -431,7 +511,16 @@ class SmolLmTest(absltest.TestCase):
           l + max(n, table.tokens.shape[1]),
       )
       tilt, mc, _ = generate.memory_tilt(
-          settings, hyper, lm, params, memory, table, inputs, first, cache
+          settings,
+          hyper,
+          lm,
+          params,
+          memory,
+          table,
+          inputs,
+          first,
+          cache,
+          stop_ids=stops,
       )
       one = jax.tree.map(lambda x: x[0], tilt)
 
@@ -446,11 +535,12 @@ class SmolLmTest(absltest.TestCase):
             tilt=tilt,
             max_new_tokens=n,
             num_samples=self.R,
+            stop_ids=stops,
         )
-        index = jax.vmap(generate.written_command, in_axes=(None, 0, 0))(
+        row = jax.vmap(generate.written_command, in_axes=(None, 0, 0))(
             one, out.tokens, out.lengths
         )
-        return index, out.log_probs
+        return jnp.where(row >= 0, row // r, -1), out.log_probs
 
       index, log_probs = jax.lax.map(chunk, keys)
       return one, jax.tree.map(lambda x: x[0], mc), index, log_probs
@@ -462,17 +552,26 @@ class SmolLmTest(absltest.TestCase):
     index, log_probs = index.reshape(-1), log_probs.reshape(-1)
     slots = {carry.action_texts[int(a)]: j for j, a in enumerate(mc.action_ids)}
     order = [slots[c] for c in commands]
-    self.assertTrue(np.all(tilt.valid[order]))
+    valid = tilt.valid.reshape(-1, r)
+    self.assertTrue(np.all(valid[order]))
     np.testing.assert_allclose(
         mc.advantages[order], [2 / 3, 2 / 3, -4 / 3], atol=1e-5
+    )
+    # A command's probability sums its R strings.
+    per_command = lambda x: np.logaddexp.reduce(
+        np.asarray(x).reshape(-1, r), axis=-1
     )
     # pi' from the tilt's W (rest masses, equation (2) of models.tilting)
     # equals the signed closed form with A_0 = 0:
     # pi'(s) = pi(s) e^{beta A_s} / Z, Z = 1 + sum_s pi(s) (e^{beta A_s} - 1).
     # (The commands' pi(s) from the cache equal the one-pass scorer's: see
     # TinyLmTest.)
-    exact = np.exp(np.asarray(tilting.command_log_probs(tilt)))[order]
-    z = tilt.log_prob[order]
+    exact = np.exp(per_command(tilting.command_log_probs(tilt)))[order]
+    z = per_command(tilt.log_prob)[order]
+    # The line-break endings carry mass that a single terminator would
+    # have counted as "other" strings.
+    ends = np.exp(np.asarray(tilt.log_prob).reshape(-1, r)[order])
+    print("pi_theta by terminator", ends)
     tilted = np.exp(z) * np.exp(self.BETA * mc.advantages[order])
     want = tilted / (1.0 + np.sum(tilted - np.exp(z)))
     np.testing.assert_allclose(exact, want, rtol=2e-3)
@@ -491,11 +590,16 @@ class SmolLmTest(absltest.TestCase):
         np.all(np.abs(counts - total * probs) <= bound),
         f"counts {counts} expected {total * probs} bound {bound}",
     )
-    # The sampler's own log pi'(y) of a memory command is the exact one.
+    # The sampler's own log pi'(y) of a memory command's string is the
+    # exact one (y is one of its R strings, so at most pi'(s)).
     for j, p in zip(order, exact):
       got = log_probs[index == j]
       if got.size:
-        np.testing.assert_allclose(got, np.log(p), atol=2e-3)
+        self.assertTrue(np.all(got <= np.log(p) + 2e-3))
+    string_pi = np.exp(np.asarray(tilting.command_log_probs(tilt)))
+    self.assertAlmostEqual(
+        float(np.sum(string_pi.reshape(-1, r)[order])), float(exact.sum()), 5
+    )
 
   @absltest.skipUnless(shutil.which("java"), "TextWorld Express needs java")
   def test_end_to_end_textworld_express(self):
@@ -543,7 +647,7 @@ class SmolLmTest(absltest.TestCase):
         self.assertLessEqual(row["generated_tokens"], 6)
         # The command went to the game as written (or the fallback).
         self.assertEqual(
-            row["action"], generate.parse_command(row["generated_text"])[0]
+            row["action"], commands.parse_command(row["generated_text"])[0]
         )
       memory, _ = memory_lib.load(os.path.join(run_dir, name, "memory.npz"))
       if name == "jitrl-generate":

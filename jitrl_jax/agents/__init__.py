@@ -7,6 +7,7 @@
 * `decision`: the one pure, jitted decision function.
 * `generate`: the generating agents' decision (the LM writes the command,
   plainly or tilted by memory).
+* `commands`: what the LM wrote -> the game's command, and their step logs.
 * `text_game`: `make_agent`, the host loop around the decision.
 """
 

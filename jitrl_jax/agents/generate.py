@@ -6,7 +6,7 @@ tokens:
 
 * ``static-generate``: plain sampling from the LM, y ~ pi_theta(. | prompt).
 * ``jitrl-generate``: an exact draw from the tilted policy over whole strings
-  (docs/method.md section 7, the candidate set widened to every string),
+  (docs/method.md section 13: section 7's candidates widened to every string),
 
     pi'(y) = pi_theta(y) exp(beta A(s, y)) / Z,
 
@@ -34,18 +34,28 @@ One decision of B games is one jitted call (`make_decide`):
            none), max_new_tokens = max_command_tokens; it also sums
            log pi'(y) and log pi_theta(y) of the written string.
 
-Host side (`choices`): the tokens before the terminator are detokenised and
-the first non-empty line (spaces collapsed) goes to the game as written. A
-command that reaches the budget is cut there and logged (``truncated``);
-text without a letter or digit is replaced by ``FALLBACK_COMMAND`` and
-logged (``fallback``). Memory keys commands by `actions.action_id` (the
-normalised text); the action table keeps the text as the LM wrote it, so the
-tilt weighs the very string the LM can write again (another spelling is
-another string, with A_0).
+The prompt has no command list; it asks for one short command and the reply
+starts with "> " (`prompts.WRITE_QUESTION`, `prompts.REPLY_PREFIX`). A
+command ends at the LM's end-of-turn token or a line break
+(`command_stop_ids`); each memory command is tilted once per terminator
+(`with_terminators`). The base policy is the LM at `hyper.temperature`: its
+logits are divided by it before the tilt, which is exact for that policy.
 
-Exactness: with temperature 1 (not greedy) the draw is exactly pi' over the
-strings of at most max_command_tokens tokens, a string cut by the budget
-counting as an "other" string (see `models.tilting`).
+Host side (`agents.commands.choices`): the tokens before the terminator are
+detokenised and the first non-empty line (spaces collapsed) is the action,
+kept as written for the memory; the game is sent it without a list mark,
+quotes or a final full stop (`commands.game_command`). A command that
+reaches the budget is cut there and logged (``truncated``); text without a
+letter or digit is replaced by ``commands.FALLBACK_COMMAND`` and logged
+(``fallback``). Memory keys commands by `actions.action_id` (the normalised
+text); the action table keeps the text as the LM wrote it, so the tilt
+weighs the very string the LM can write again (another spelling is another
+string, with A_0).
+
+Exactness: unless greedy, the draw is exactly pi' (with pi_theta the LM at
+`hyper.temperature`) over the strings of at most max_command_tokens tokens,
+a string cut by the budget counting as an "other" string (see
+`models.tilting`).
 
 Dimension letters: B games, L prompt tokens, S memory commands, T command
 tokens, N new tokens, V vocabulary, A action-table rows.
@@ -54,8 +64,7 @@ tokens, N new tokens, V vocabulary, A action-table rows.
 from __future__ import annotations
 
 import functools
-import math
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +82,6 @@ from jitrl_jax.models import scoring
 from jitrl_jax.models import tilting
 
 GENERATING_AGENT_NAMES = ("static-generate", "jitrl-generate")
-FALLBACK_COMMAND = "look"
 
 
 class NoGeneratorError(ValueError):
@@ -138,6 +146,18 @@ def table_width(settings: config_lib.Settings) -> int:
   )
 
 
+def command_stop_ids(lm: lm_lib.LanguageModel) -> tuple[int, ...]:
+  """The tokens that end a written command: the LM's reply terminators, then
+  every single token that is a line break ("\\n", "\\n\\n"): a command is
+  one line. The first is the one the action table's commands end with."""
+  stops = list(lm.generator.stop_ids)
+  for text in ("\n", "\n\n"):
+    ids = lm.encode(text)
+    if len(ids) == 1 and ids[0] not in stops:
+      stops.append(int(ids[0]))
+  return tuple(stops)
+
+
 def command_width(settings: config_lib.Settings, table_lengths) -> int:
   """T: the token bucket of the longest stored command within the budget."""
   longest = int(np.max(np.asarray(table_lengths), initial=1))
@@ -170,6 +190,8 @@ def prepare(
           experiences="",
           max_observation_chars=settings.max_observation_chars,
           max_tokens=max(settings.prompt_buckets),
+          question=prompts.WRITE_QUESTION,
+          reply_prefix=prompts.REPLY_PREFIX,
       )
       for obs in observations
   ]
@@ -216,6 +238,7 @@ def score_commands(
     prompt_lengths: jax.Array,
     tokens: jax.Array,
     lengths: jax.Array,
+    logit_scale: float | jax.Array = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
   """Per-token log-probabilities of S commands after B prefilled prompts.
 
@@ -230,6 +253,9 @@ def score_commands(
     prompt_lengths: [B] int32 n_b.
     tokens: [B, S, T] int32 commands.
     lengths: [B, S] int32 (0: padding).
+    logit_scale: the model's logits are multiplied by it (1 / temperature:
+      the base policy is the LM at that temperature); `first_logits` are
+      taken as already scaled.
 
   Returns:
     (token_logp [B, S, T], 0 past the length; next_logp [B, S, T, V], the
@@ -248,10 +274,62 @@ def score_commands(
   )
   v = logits.shape[-1]
   first = jnp.broadcast_to(first_logits[:, None, None, :], (b, s, 1, v))
-  nodes = jnp.concatenate([first, logits.reshape(b, s, t, v)[:, :, :-1]], 2)
+  later = logits.reshape(b, s, t, v)[:, :, :-1] * logit_scale
+  nodes = jnp.concatenate([first, later], 2)
   next_logp = jax.nn.log_softmax(nodes.astype(jnp.float32), axis=-1)
   token_logp = jnp.take_along_axis(next_logp, tokens[..., None], -1)[..., 0]
   return jnp.where(real, token_logp, 0.0), next_logp
+
+
+def with_terminators(
+    tokens: jax.Array,
+    lengths: jax.Array,
+    token_logp: jax.Array,
+    next_logp: jax.Array,
+    stop_ids: Sequence[int],
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Each memory command once per terminator: R = len(stop_ids) strings.
+
+  A command is its text and any of the terminators (the LM may end the line
+  with its end-of-turn token or a line break), so each of the S commands
+  becomes R strings of the prefix tree, siblings that differ in their last
+  token. Their log-probabilities come from the one scoring pass: the last
+  token's is read from the next-token distribution at the command's last
+  node, which all R share. A row whose last token is not a terminator (a
+  command cut at the width) is kept as it is, R times: the tilt ignores it.
+
+  Args:
+    tokens: [B, S, T] int32, each ending with a terminator.
+    lengths: [B, S] int32.
+    token_logp: [B, S, T] from `score_commands`.
+    next_logp: [B, S, T, V] from `score_commands`.
+    stop_ids: the R terminators.
+
+  Returns:
+    (tokens, lengths, token_logp [B, S R, T], next_logp [B, S R, T, V]),
+    row s R + r being command s ended by stop_ids[r].
+  """
+  b, s, t = tokens.shape
+  r = len(stop_ids)
+  stops = jnp.asarray(stop_ids, jnp.int32)
+  last = jnp.maximum(lengths - 1, 0)  # [B, S]
+  last_token = jnp.take_along_axis(tokens, last[..., None], axis=2)[..., 0]
+  ends = (lengths > 0) & jnp.isin(last_token, stops)  # [B, S]
+  at_end = (jnp.arange(t) == last[..., None]) & ends[..., None]  # [B, S, T]
+  node = jnp.take_along_axis(next_logp, last[..., None, None], axis=2)[
+      :, :, 0
+  ]  # [B, S, V]
+  stop_logp = node[..., stops]  # [B, S, R]
+  at_end = at_end[:, :, None, :]  # [B, S, 1, T]
+  out_tokens = jnp.where(at_end, stops[:, None], tokens[:, :, None, :])
+  out_logp = jnp.where(at_end, stop_logp[..., None], token_logp[:, :, None, :])
+  flat = lambda x: x.reshape((b, s * r) + x.shape[3:])
+  return (
+      flat(out_tokens),
+      jnp.repeat(lengths, r, axis=1),
+      flat(out_logp),
+      jnp.repeat(next_logp, r, axis=1),
+  )
 
 
 def memory_tilt(
@@ -264,11 +342,15 @@ def memory_tilt(
     inputs: GenerateInput,
     first_logits: jax.Array,
     cache,
+    *,
+    stop_ids: Sequence[int],
+    logit_scale: float | jax.Array = 1.0,
 ) -> tuple[tilting.Tilt, policy_lib.MemoryCommands, jax.Array]:
   """N(s) -> the tilt of B games (see the module docstring).
 
   Returns:
-    (Tilt with fields [B, ...], MemoryCommands [B, S], |N(s)| [B]).
+    (Tilt with fields [B, S R, ...] (`with_terminators`), MemoryCommands
+    [B, S], |N(s)| [B]).
   """
   nb = jax.vmap(lambda v, st: policy_lib.retrieve(settings, memory, v, st))(
       inputs.views, inputs.steps
@@ -287,17 +369,22 @@ def memory_tilt(
       inputs.prompt_lengths,
       tokens,
       lengths,
+      logit_scale,
   )
+  tokens, lengths, token_logp, next_logp = with_terminators(
+      tokens, lengths, token_logp, next_logp, stop_ids
+  )
+  r = len(stop_ids)
   make = functools.partial(
       tilting.make_tilt,
-      stop_ids=lm.generator.stop_ids,
+      stop_ids=tuple(stop_ids),
       max_len=settings.max_command_tokens,
   )
   tilt = jax.vmap(make, in_axes=(0, 0, 0, 0, 0, None))(
       tokens,
       lengths,
       token_logp,
-      mc.advantages.astype(jnp.float32),
+      jnp.repeat(mc.advantages.astype(jnp.float32), r, axis=1),
       mc.baseline.astype(jnp.float32),
       jnp.asarray(hyper.beta, jnp.float32),
       next_logits=next_logp,
@@ -317,6 +404,8 @@ def sample(
     max_new_tokens: int,
     temperature: float | jax.Array = 1.0,
     num_samples: int = 1,
+    stop_ids: Sequence[int] | None = None,
+    logit_scale: float | jax.Array = 1.0,
 ) -> sampling.GenerateOutput:
   """Writes one command per prompt (per sample), tilted when `tilt` is set.
 
@@ -333,6 +422,10 @@ def sample(
     temperature: 1 draws exactly pi' (or pi_theta); 0 is greedy.
     num_samples: R (static): each prompt is written R times (rows b R to
       b R + R - 1), from one prefill.
+    stop_ids: the terminators (default the generator's; the agents pass
+      `command_stop_ids`).
+    logit_scale: the model's logits after the first are multiplied by it
+      (`first_logits` are taken as already scaled).
 
   Returns:
     `sampling.GenerateOutput` [B R, ...] with log_probs (log pi'(y)) and
@@ -350,7 +443,7 @@ def sample(
     logits, cache = extend(
         params, tokens[:, None], positions[:, None], real, cache
     )
-    return logits[:, 0], cache
+    return logits[:, 0] * logit_scale, cache
 
   return sampling.decode(
       tokens_to_logits,
@@ -361,7 +454,7 @@ def sample(
       max_new_tokens=max_new_tokens,
       temperature=temperature,
       logits_fn=None if tilt is None else tilting.logits_fn,
-      stop_ids=lm.generator.stop_ids,
+      stop_ids=lm.generator.stop_ids if stop_ids is None else stop_ids,
       pad_id=lm.pad_id,
       logits_fn_state=tilt,
       return_log_probs=True,
@@ -408,15 +501,22 @@ def _decision(out, first_logits, stop_ids, tilt, mc, num_nb, beta):
         weight=zeros,
         **common,
     )
+  # The tilt's rows are the S commands x R terminators (`with_terminators`):
+  # a command's probability sums its R strings.
+  r = tilt.valid.shape[1] // mc.action_ids.shape[1]
+  per_command = lambda x: jax.nn.logsumexp(
+      x.reshape(b, -1, r), axis=-1, where=tilt.valid.reshape(b, -1, r)
+  )
+  row = jax.vmap(written_command)(tilt, out.tokens, out.lengths)
   return GenerateDecision(
       log_partition=jax.vmap(tilting.log_partition)(tilt),
       kl=jax.vmap(tilting.kl_to_base)(tilt),
-      command_index=jax.vmap(written_command)(tilt, out.tokens, out.lengths),
+      command_index=jnp.where(row >= 0, row // r, -1),
       command_ids=mc.action_ids,
-      command_valid=tilt.valid,
+      command_valid=jnp.any(tilt.valid.reshape(b, -1, r), axis=-1),
       advantages=mc.advantages.astype(jnp.float32),
-      command_log_pi_theta=tilt.log_prob,
-      command_log_pi=jax.vmap(tilting.command_log_probs)(tilt),
+      command_log_pi_theta=per_command(tilt.log_prob),
+      command_log_pi=per_command(jax.vmap(tilting.command_log_probs)(tilt)),
       baseline=mc.baseline.astype(jnp.float32),
       value=mc.value.astype(jnp.float32),
       num_neighbours=num_nb,
@@ -444,7 +544,13 @@ def make_decide(name, settings, hyper, lm):
   traces = [0]
   tilted = name == "jitrl-generate"
   n_new = int(settings.max_command_tokens)
-  temperature = 0.0 if settings.greedy else hyper.temperature
+  stops = command_stop_ids(lm)
+  # The base policy pi_theta is the LM at `hyper.temperature`, token by
+  # token: its logits are divided by it before anything else, the tilt is
+  # exact for that policy, and the sampler draws at temperature 1 (or takes
+  # the argmax when greedy, where the scale changes nothing).
+  temperature = 0.0 if settings.greedy else 1.0
+  scale = 1.0 if settings.greedy else 1.0 / hyper.temperature
 
   def decide(params, memory, table, inputs, key):
     traces[0] += 1
@@ -453,10 +559,21 @@ def make_decide(name, settings, hyper, lm):
     first, cache = lm.generator.prefill(
         params, inputs.prompt_ids, inputs.prompt_lengths, l + max(n_new, t)
     )
+    first = first * scale
     tilt, mc, num_nb = None, None, None
     if tilted:
       tilt, mc, num_nb = memory_tilt(
-          settings, hyper, lm, params, memory, table, inputs, first, cache
+          settings,
+          hyper,
+          lm,
+          params,
+          memory,
+          table,
+          inputs,
+          first,
+          cache,
+          stop_ids=stops,
+          logit_scale=scale,
       )
     out = sample(
         lm,
@@ -468,87 +585,9 @@ def make_decide(name, settings, hyper, lm):
         tilt=tilt,
         max_new_tokens=n_new,
         temperature=temperature,
+        stop_ids=stops,
+        logit_scale=scale,
     )
-    return _decision(
-        out, first, lm.generator.stop_ids, tilt, mc, num_nb, hyper.beta
-    )
+    return _decision(out, first, stops, tilt, mc, num_nb, hyper.beta)
 
   return jax.jit(decide), lambda: traces[0]
-
-
-def parse_command(text: str) -> tuple[str, bool]:
-  """Generated text -> (the command for the game, whether it fell back).
-
-  The first non-empty line with its spaces collapsed, as written; text with
-  no letter or digit gives `FALLBACK_COMMAND`.
-  """
-  lines = (" ".join(line.split()) for line in text.splitlines())
-  first = next((line for line in lines if line), "")
-  if not any(c.isalnum() for c in first):
-    return FALLBACK_COMMAND, True
-  return first, False
-
-
-def _finite(x) -> float | None:
-  x = float(x)
-  return x if math.isfinite(x) else None
-
-
-def _memory_commands(out, i, action_texts) -> list[dict[str, Any]]:
-  """The usable memory commands of game i with A, pi_theta and pi'."""
-  rows = []
-  for j in np.flatnonzero(out.command_valid[i]):
-    rows.append(
-        {
-            "command": action_texts.get(int(out.command_ids[i, j]), "?"),
-            "advantage": _finite(out.advantages[i, j]),
-            "pi_theta": _finite(np.exp(out.command_log_pi_theta[i, j])),
-            "pi": _finite(np.exp(out.command_log_pi[i, j])),
-        }
-    )
-  return rows
-
-
-def choices(
-    out: GenerateDecision,
-    inputs: GenerateInput,
-    lm: lm_lib.LanguageModel,
-    action_texts: Mapping[int, str],
-) -> list[tuple[str, bool, dict[str, Any]]]:
-  """Host: the decision -> (command, from_memory, step log) per game."""
-  out = jax.device_get(out)
-  result = []
-  for i in range(out.tokens.shape[0]):
-    n = int(out.lengths[i])
-    truncated = bool(out.truncated[i])
-    written = out.tokens[i, : n if truncated else max(n - 1, 0)].tolist()
-    text = lm.generator.decode(written)
-    command, fallback = parse_command(text)
-    j = int(out.command_index[i])
-    a0 = float(out.baseline[i])
-    adv = float(out.advantages[i, j]) if j >= 0 else a0
-    diag = {
-        "generated_text": text,
-        "generated_tokens": n,
-        "truncated": truncated,
-        "fallback": fallback,
-        "num_neighbours": int(out.num_neighbours[i]),
-        "value": _finite(out.value[i]),
-        "q": _finite(out.value[i] + adv) if j >= 0 else None,
-        "advantage": _finite(adv),
-        "rule_advantage": _finite(adv),
-        "other_command_advantage": _finite(a0),
-        "weight": _finite(out.weight[i]),
-        "pi_theta": _finite(np.exp(out.log_pi_theta[i])),
-        "pi": _finite(np.exp(out.log_pi[i])),
-        "log_pi_theta": _finite(out.log_pi_theta[i]),
-        "log_pi": _finite(out.log_pi[i]),
-        "log_w_root": _finite(out.log_partition[i]),
-        "kl": _finite(out.kl[i]),
-        "memory_commands": _memory_commands(out, i, action_texts),
-        "flipped": None,
-        "nan_logits": bool(out.nan_logits[i]),
-        "prompt_tokens": int(inputs.prompt_lengths[i]),
-    }
-    result.append((command, j >= 0 and not fallback, diag))
-  return result

@@ -19,6 +19,19 @@ SYSTEM_PROMPT = (
 )
 
 
+# The generating agents' question and the start of their reply. Measured on
+# SmolLM2-135M (README, "The LM writes the command"): asked only "What is
+# your next command?", it describes the room ("You are in the laundry room.
+# In one part of the..."); with the reply opened by the transcript's "> "
+# prompt it writes a command, often as a list item ("1. Pick up the dirty
+# teal dress"). Examples of commands in the question were copied whatever
+# the room ("open the fridge" in a laundry room), so there are none.
+WRITE_QUESTION = (
+    "What is your next command? Answer with one short command only."
+)
+REPLY_PREFIX = "> "
+
+
 class GameObservation(NamedTuple):
   """What the agent reads from one game before a decision (host side)."""
 
@@ -72,6 +85,7 @@ def build_user_message(
     list_actions: bool,
     experiences: str = "",
     max_observation_chars: int = 1500,
+    question: str = "What is your next command?",
 ) -> str:
   """The user turn of the prompt: goal, recent moves, memory, now, commands."""
   parts = []
@@ -94,7 +108,7 @@ def build_user_message(
   parts.append("Now: " + observation)
   if list_actions:
     parts.append("Possible commands: " + ", ".join(obs.valid_actions))
-  parts.append("What is your next command?")
+  parts.append(question)
   return "\n\n".join(parts)
 
 
@@ -109,6 +123,8 @@ def prompt_ids(
     max_observation_chars: int,
     max_tokens: int,
     keep_head: int = 32,
+    question: str = "What is your next command?",
+    reply_prefix: str = "",
 ) -> list[int]:
   """The token ids of one game's prompt, at most `max_tokens` of them.
 
@@ -126,21 +142,28 @@ def prompt_ids(
     max_observation_chars: the observation is cut to this length.
     max_tokens: the largest prompt bucket.
     keep_head: tokens kept from the start when the middle is cut.
+    question: the user turn's last line.
+    reply_prefix: text after the template's reply start (the reply begins
+      with it; the LM continues it).
 
   Returns:
     The ids, at most `max_tokens`.
   """
   ids: list[int] = []
   for turns in range(history_turns, -1, -1):
-    text = render_prompt(
-        SYSTEM_PROMPT,
-        build_user_message(
-            obs,
-            history_turns=turns,
-            list_actions=list_actions,
-            experiences=experiences,
-            max_observation_chars=max_observation_chars,
-        ),
+    text = (
+        render_prompt(
+            SYSTEM_PROMPT,
+            build_user_message(
+                obs,
+                history_turns=turns,
+                list_actions=list_actions,
+                experiences=experiences,
+                max_observation_chars=max_observation_chars,
+                question=question,
+            ),
+        )
+        + reply_prefix
     )
     ids = encode(text)
     if len(ids) <= max_tokens:

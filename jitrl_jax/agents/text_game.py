@@ -53,6 +53,7 @@ from jitrl_jax import token_sets
 from jitrl_jax.agents import actions as actions_lib
 from jitrl_jax.agents import batching
 from jitrl_jax.agents import decision as decision_lib
+from jitrl_jax.agents import commands as commands_lib
 from jitrl_jax.agents import generate as generate_lib
 from jitrl_jax.agents import lm as lm_lib
 from jitrl_jax.agents import prompts
@@ -131,9 +132,15 @@ class Trajectory(NamedTuple):
 class Choice(NamedTuple):
   """The host-side reading of one game's decision."""
 
-  action: str
+  action: str  # the memory's action (a generating agent: the line written)
   from_memory: bool  # a memory action, not an environment candidate
   diagnostics: dict[str, Any]  # per-step log entries (JSON-able)
+  command: str = ""  # what the game is sent, where not `action` itself
+
+  @property
+  def game_command(self) -> str:
+    """The text the game is sent."""
+    return self.command or self.action
 
 
 class TextGameAgent(NamedTuple):
@@ -267,8 +274,8 @@ def _act_generating(
     table = table._replace(tokens=table.tokens[:, :t])
   out = decide(lm.params, carry.memory, table, inputs, key)
   result = []
-  for i, (text, from_memory, diag) in enumerate(
-      generate_lib.choices(out, inputs, lm, carry.action_texts)
+  for i, (text, from_memory, diag, sent) in enumerate(
+      commands_lib.choices(out, inputs, lm, carry.action_texts)
   ):
     if diag["log_pi_theta"] is None and diag["nan_logits"]:
       raise NonFiniteLogitsError(
@@ -276,7 +283,7 @@ def _act_generating(
           "logits hold NaN, so the command it wrote is meaningless. Check "
           "the model file and its dtype."
       )
-    result.append(Choice(text, from_memory, diag))
+    result.append(Choice(text, from_memory, diag, sent))
   return result
 
 
