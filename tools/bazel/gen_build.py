@@ -59,6 +59,7 @@ HEAVY_MODULES = (
     "jitrl_jax.agents",
     "jitrl_jax.envs.jericho",
     "jitrl_jax.envs.textworld_express",
+    "jitrl_jax.models.gemma_gguf",
     "jitrl_jax.models.loading",
     "nbclient",
     "nbformat",
