@@ -6,6 +6,8 @@ lengths, padding and masked candidates; the batched and vmapped forms must
 agree on a tiny random model.
 """
 
+import dataclasses
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
@@ -232,6 +234,56 @@ class TinyScoringTest(parameterized.TestCase):
       scoring.score_candidates(self.model, [1, 2], 2, [[1]], [2])
     with self.assertRaisesRegex(ValueError, "longer than the context"):
       scoring.score_candidates(self.model, list(range(95)), 95, [[1, 2]], [2])
+
+
+class ChunkedLogSumExpTest(parameterized.TestCase):
+  """target_log_probs within a memory budget equals the one-shot form."""
+
+  def test_vocab_chunk(self):
+    self.assertEqual(scoring.vocab_chunk(4, 50, 4 * 4 * 50), 50)  # fits
+    self.assertEqual(scoring.vocab_chunk(4, 50, 4 * 4 * 12), 10)  # 10 | 50
+    self.assertEqual(scoring.vocab_chunk(4, 50, 1), 1)
+    self.assertEqual(scoring.vocab_chunk(256, 262144, 256 * 2**20), 262144)
+    self.assertEqual(scoring.vocab_chunk(257, 262144, 256 * 2**20), 131072)
+
+  @parameterized.parameters(
+      dict(tied=True, cap=None),
+      dict(tied=False, cap=None),
+      dict(tied=True, cap=3.0),
+  )
+  def test_chunks_equal_one_shot(self, tied, cap):
+    config = dataclasses.replace(
+        TINY, tie_word_embeddings=tied, final_logit_softcap=cap
+    )
+    model = tiny_llama.random_llama(config, seed=3)
+    rng = np.random.default_rng(0)
+    hidden = jnp.asarray(rng.normal(size=(2, 6, TINY.hidden_size)), jnp.float32)
+    targets = jnp.asarray(rng.integers(0, TINY.vocab_size, (2, 6)), jnp.int32)
+    want = jnp.take_along_axis(
+        jax.nn.log_softmax(model.unembed(hidden), axis=-1),
+        targets[..., None],
+        axis=-1,
+    )[..., 0]
+    for budget in (4 * 12 * 5, 4 * 12 * 25, 1):  # chunks of 5, 25, 1
+      got = scoring.target_log_probs(
+          model, hidden, targets, max_logits_bytes=budget
+      )
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+  def test_candidate_scores_within_a_budget(self):
+    graphdef, state = nnx.split(tiny_llama.random_llama(TINY, seed=1))
+    rng = np.random.default_rng(1)
+    prompts = jnp.asarray(rng.integers(0, TINY.vocab_size, (2, 16)), jnp.int32)
+    cands = jnp.asarray(rng.integers(0, TINY.vocab_size, (2, 3, 4)), jnp.int32)
+    lens = jnp.asarray([[4, 2, 0], [1, 3, 4]], jnp.int32)
+    plens = jnp.asarray([9, 16], jnp.int32)
+    full = scoring.candidate_token_logprobs_batch(
+        graphdef, state, prompts, plens, cands, lens
+    )
+    small = scoring.candidate_token_logprobs_batch(
+        graphdef, state, prompts, plens, cands, lens, max_logits_bytes=400
+    )
+    np.testing.assert_allclose(small, full, rtol=1e-5, atol=1e-5)
 
 
 if __name__ == "__main__":

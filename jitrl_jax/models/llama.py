@@ -503,6 +503,16 @@ class Llama(nnx.Module):
       logits = jnp.einsum("...d,vd->...v", hidden, self.embed[...])
     else:
       logits = jnp.einsum("...d,dv->...v", hidden, self.lm_head[...])
+    return self.cap_logits(logits)
+
+  def output_weights(self) -> jax.Array:
+    """[V, D] the output projection's rows (the embedding when tied)."""
+    if self.lm_head is None:
+      return self.embed[...]
+    return self.lm_head[...].T
+
+  def cap_logits(self, logits: jax.Array) -> jax.Array:
+    """Raw output-projection logits -> float32 logits (the soft cap)."""
     logits = logits.astype(jnp.float32)
     cap = self.config.final_logit_softcap
     if cap is not None:

@@ -31,6 +31,7 @@ also ``jax.vmap``-able over prompts with the parameters unbatched:
 ``jax.vmap(score_candidates_fn, in_axes=(None, None, 0, 0, 0, 0))``.
 """
 
+import math
 from typing import Sequence
 
 import chex
@@ -44,6 +45,9 @@ from jitrl_jax.models import llama as llama_lib
 PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 CANDIDATE_LENGTH_BUCKETS = (4, 8, 16, 32, 64)
 CANDIDATE_COUNT_BUCKETS = (4, 8, 16, 32, 64, 128)
+# Most bytes of float32 logits `target_log_probs` builds at once (above it,
+# the log-sum-exp runs over vocabulary chunks).
+MAX_LOGITS_BYTES = 256 * 2**20
 
 
 def bucket_size(n: int, buckets: Sequence[int]) -> int:
@@ -179,6 +183,7 @@ def candidate_token_logprobs_batch(
     candidate_lengths: jax.Array,
     *,
     return_log_softmax: bool = False,
+    max_logits_bytes: int = MAX_LOGITS_BYTES,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Per-token log-probabilities of C candidates after B prompts, one pass.
 
@@ -197,7 +202,12 @@ def candidate_token_logprobs_batch(
     candidate_ids: [B, C, T] int32 right-padded candidates.
     candidate_lengths: [B, C] int32 tokens per candidate; 0 masks it.
     return_log_softmax: static; also return the whole next-token
-      distribution at every predicting position.
+      distribution at every predicting position (it is materialised, so
+      `max_logits_bytes` does not apply).
+    max_logits_bytes: static; above this size the [B, C T, V] logits are
+      not built at once: the log-sum-exp runs over vocabulary chunks
+      (`target_log_probs`; a 262k vocabulary, e.g. Gemma 3's, reaches the
+      default at 256 predicting positions).
 
   Returns:
     [B, C, T] float32 ``lp`` (0 at padding). With ``return_log_softmax``, a
@@ -236,13 +246,81 @@ def candidate_token_logprobs_batch(
       l + jnp.arange(c * t)[None, :] - 1,
   )  # [B, C T]
   h = jnp.take_along_axis(hidden, pred[:, :, None], axis=1)  # [B, C T, D]
-  logp = jax.nn.log_softmax(model.unembed(h), axis=-1)  # [B, C T, V]
   targets = jnp.where(cand_real, candidate_ids.reshape(b, c * t), 0)
-  token_logp = jnp.take_along_axis(logp, targets[:, :, None], axis=2)[..., 0]
+  if return_log_softmax:
+    logp = jax.nn.log_softmax(model.unembed(h), axis=-1)  # [B, C T, V]
+    token_logp = jnp.take_along_axis(logp, targets[:, :, None], axis=2)[..., 0]
+  else:
+    token_logp = target_log_probs(
+        model, h, targets, max_logits_bytes=max_logits_bytes
+    )
   token_logp = jnp.where(cand_real, token_logp, 0.0).reshape(b, c, t)
   if return_log_softmax:
     return token_logp, logp.reshape(b, c, t, logp.shape[-1])
   return token_logp
+
+
+def vocab_chunk(positions: int, vocab: int, max_logits_bytes: int) -> int:
+  """The vocabulary chunk of `target_log_probs`: V itself when [positions, V]
+  float32 logits fit in the budget, else the largest divisor of V whose
+  [positions, chunk] logits do (at least 1)."""
+  if positions * vocab * 4 <= max_logits_bytes:
+    return vocab
+  fit = max(1, max_logits_bytes // (4 * max(positions, 1)))
+  return max(d for d in range(1, min(fit, vocab) + 1) if vocab % d == 0)
+
+
+def target_log_probs(
+    model: llama_lib.Llama,
+    hidden: jax.Array,
+    targets: jax.Array,
+    *,
+    max_logits_bytes: int = MAX_LOGITS_BYTES,
+) -> jax.Array:
+  """log softmax(unembed(hidden))[target], within a memory budget.
+
+  When [..., V] float32 logits of all the positions fit in
+  `max_logits_bytes`, they are computed at once; otherwise the log-sum-exp
+  runs over vocabulary chunks (`vocab_chunk`) in a `lax.scan` with a running
+  maximum and sum, so at most [positions, chunk] logits exist at a time, and
+  the target's logit is one dot product per position. Equal to the one-shot
+  form up to float32 rounding.
+
+  Args:
+    model: the `Llama` (its output projection and soft cap).
+    hidden: [..., D] final-normed hidden states.
+    targets: [...] int32 token ids.
+    max_logits_bytes: static budget for the logits in memory.
+
+  Returns:
+    [...] float32 log-probabilities of the targets.
+  """
+  w = model.output_weights()  # [V, D]
+  v, d = w.shape
+  n = math.prod(hidden.shape[:-1])
+  chunk = vocab_chunk(n, v, max_logits_bytes)
+  if chunk == v:
+    logp = jax.nn.log_softmax(model.unembed(hidden), axis=-1)
+    return jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  target_logit = model.cap_logits(
+      jnp.einsum("...d,...d->...", hidden, jnp.take(w, targets, axis=0))
+  )
+
+  def step(carry, w_chunk):
+    m, total = carry
+    z = model.cap_logits(jnp.einsum("...d,vd->...v", hidden, w_chunk))
+    m_new = jnp.maximum(m, jnp.max(z, axis=-1))
+    total = total * jnp.exp(m - m_new) + jnp.sum(
+        jnp.exp(z - m_new[..., None]), axis=-1
+    )
+    return (m_new, total), None
+
+  init = (
+      jnp.full(hidden.shape[:-1], -jnp.inf, jnp.float32),
+      jnp.zeros(hidden.shape[:-1], jnp.float32),
+  )
+  (m, total), _ = jax.lax.scan(step, init, w.reshape(v // chunk, chunk, d))
+  return target_logit - (m + jnp.log(total))
 
 
 def score_candidates_batch(
