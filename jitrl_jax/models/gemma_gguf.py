@@ -209,18 +209,9 @@ def gemma_config(
     ModelFileError: not a Gemma 3 file, or metadata missing or unsupported.
   """
   field = loading._field  # pylint: disable=protected-access
-  arch = field(reader, "general.architecture")
-  if arch not in SUPPORTED_GGUF_ARCHITECTURES:
-    raise ModelFileError(
-        f"Unsupported GGUF architecture {arch!r} in {path}: only "
-        f"{SUPPORTED_GGUF_ARCHITECTURES} files load here."
-    )
-
-  def need(key):
-    value = field(reader, f"{arch}.{key}")
-    if value is None:
-      raise ModelFileError(f"GGUF file {path} lacks metadata {arch}.{key}.")
-    return value
+  arch, need = loading.gguf_architecture(
+      reader, SUPPORTED_GGUF_ARCHITECTURES, path, "files load here"
+  )
 
   hidden = int(need("embedding_length"))
   heads = int(need("attention.head_count"))

@@ -101,6 +101,38 @@ def _field(reader, key: str, default: Any = None) -> Any:
   return field.contents()
 
 
+def gguf_architecture(reader, supported, path: str, what: str):
+  """The file's architecture, checked, and a reader of its required metadata.
+
+  Args:
+    reader: a ``gguf.GGUFReader``.
+    supported: the architectures the caller loads.
+    path: file path, for error messages.
+    what: how the error names the supported files (e.g. "files load").
+
+  Returns:
+    (arch, need): ``need(key)`` returns ``<arch>.<key>`` or raises
+    ``ModelFileError`` naming it.
+
+  Raises:
+    ModelFileError: an architecture not in `supported`.
+  """
+  arch = _field(reader, "general.architecture")
+  if arch not in supported:
+    raise ModelFileError(
+        f"Unsupported GGUF architecture {arch!r} in {path}: only "
+        f"{tuple(supported)} {what}."
+    )
+
+  def need(key):
+    value = _field(reader, f"{arch}.{key}")
+    if value is None:
+      raise ModelFileError(f"GGUF file {path} lacks metadata {arch}.{key}.")
+    return value
+
+  return arch, need
+
+
 def gguf_config(
     reader, *, dtype=jnp.float32, path: str = ""
 ) -> llama_lib.LlamaConfig:
@@ -117,19 +149,9 @@ def gguf_config(
   Raises:
     ModelFileError: not a Llama-architecture file, or metadata missing.
   """
-  arch = _field(reader, "general.architecture")
-  if arch not in SUPPORTED_GGUF_ARCHITECTURES:
-    raise ModelFileError(
-        f"Unsupported GGUF architecture {arch!r} in {path}: only "
-        f"{SUPPORTED_GGUF_ARCHITECTURES} (Llama-family) files load."
-    )
-
-  def need(key):
-    value = _field(reader, f"{arch}.{key}")
-    if value is None:
-      raise ModelFileError(f"GGUF file {path} lacks metadata {arch}.{key}.")
-    return value
-
+  arch, need = gguf_architecture(
+      reader, SUPPORTED_GGUF_ARCHITECTURES, path, "(Llama-family) files load"
+  )
   hidden = int(need("embedding_length"))
   heads = int(need("attention.head_count"))
   kv_heads = int(_field(reader, f"{arch}.attention.head_count_kv", heads))
