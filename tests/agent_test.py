@@ -9,6 +9,7 @@ import numpy as np
 
 from jitrl_jax import agents as agent_lib
 from jitrl_jax import memory as memory_lib
+from tests import agent_memory
 
 _ROOM = (
     "You are in the kitchen. You see a fridge that is closed and a red apple."
@@ -36,23 +37,6 @@ def _agent(name, preferences=None, default=0.0, **kw):
   kw.setdefault("token_buckets", (4,))
   kw.setdefault("prompt_buckets", (64,))
   return agent_lib.make_agent(name, lm, **kw)
-
-
-def _with_memory(agent, entries):
-  """Observes one trajectory per (current, history, action, reward)."""
-  state = agent.init()
-  trajs = []
-  for i, (current, history, action, reward) in enumerate(entries):
-    trajs.append(
-        agent_lib.Trajectory(
-            views=[agent.state_views(current, history, "")],
-            actions=[action],
-            rewards=[reward],
-            task_id=0,
-            episode_id=i,
-        )
-    )
-  return agent.observe(state, trajs)
 
 
 class AgentNameTest(parameterized.TestCase):
@@ -183,7 +167,7 @@ class DecideTest(parameterized.TestCase):
     agent = _agent(
         "jitrl", prefs, beta=20.0, greedy=True, stochastic_bonus=False
     )
-    state = _with_memory(
+    state = agent_memory.with_memory(
         agent,
         [
             (_ROOM, "path: kitchen", "take apple", 1.0),
@@ -227,7 +211,7 @@ class DecideTest(parameterized.TestCase):
     agent = _agent("jitrl", beta=20.0, greedy=True, stochastic_bonus=False)
     # V = 1; A(xyzzy) = 2 - 1 = 1 beats A(take apple) = -1 and the bonus of
     # the unseen open fridge, 0.5 / 2.
-    state = _with_memory(
+    state = agent_memory.with_memory(
         agent,
         [
             (_ROOM, "path: kitchen", "xyzzy", 2.0),
@@ -244,7 +228,9 @@ class DecideTest(parameterized.TestCase):
 
   def test_negative_memory_action_is_not_added(self):
     agent = _agent("jitrl", beta=20.0, greedy=True)
-    state = _with_memory(agent, [(_ROOM, "path: kitchen", "xyzzy", -1.0)])
+    state = agent_memory.with_memory(
+        agent, [(_ROOM, "path: kitchen", "xyzzy", -1.0)]
+    )
     (choice,) = agent.act(
         state, [_obs(["take apple", "open fridge"])], jax.random.key(0)
     )
@@ -258,7 +244,7 @@ class DecideTest(parameterized.TestCase):
         stochastic_bonus=False,
         tau0=0.0,
     )
-    state = _with_memory(
+    state = agent_memory.with_memory(
         agent,
         [
             (_ROOM, "path: kitchen", "take apple", 1.0),
@@ -291,7 +277,9 @@ class DecideTest(parameterized.TestCase):
         token_buckets=(4,),
         prompt_buckets=(256,),
     )
-    state = _with_memory(agent, [(_ROOM, "path: kitchen", "take apple", 1.0)])
+    state = agent_memory.with_memory(
+        agent, [(_ROOM, "path: kitchen", "take apple", 1.0)]
+    )
     encoded.clear()
     (choice,) = agent.act(
         state, [_obs(["take apple", "open fridge"])], jax.random.key(0)
@@ -317,7 +305,9 @@ class DecideTest(parameterized.TestCase):
   def test_a_nan_logit_is_never_chosen_and_is_logged(self, name):
     agent = _agent(name, {"open fridge": math.nan, "take apple": 0.0})
     # A neighbour (so the policy path runs) whose action is not added.
-    state = _with_memory(agent, [(_ROOM, "path: kitchen", "north", -1.0)])
+    state = agent_memory.with_memory(
+        agent, [(_ROOM, "path: kitchen", "north", -1.0)]
+    )
     for i in range(5):
       (choice,) = agent.act(
           state, [_obs(["take apple", "open fridge"])], jax.random.key(i)
@@ -337,7 +327,7 @@ class DecideTest(parameterized.TestCase):
 
   def test_agent_state_crosses_jit(self):
     agent = _agent("jitrl")
-    carry = _with_memory(agent, [(_ROOM, "h", "take apple", 1.0)])
+    carry = agent_memory.with_memory(agent, [(_ROOM, "h", "take apple", 1.0)])
     out = jax.jit(lambda s: s._replace(episodes_done=s.episodes_done + 1))(
         carry.state
     )
@@ -347,7 +337,7 @@ class DecideTest(parameterized.TestCase):
   def test_batch_matches_single_games(self):
     prefs = {"open fridge": 1.0, "north": -1.0}
     agent = _agent("jitrl", prefs, beta=3.0, stochastic_bonus=False)
-    state = _with_memory(
+    state = agent_memory.with_memory(
         agent,
         [
             (_ROOM, "path: kitchen", "take apple", 1.0),
@@ -400,7 +390,7 @@ class DecideTest(parameterized.TestCase):
 
   def test_observe_and_restore(self):
     agent = _agent("jitrl")
-    state = _with_memory(
+    state = agent_memory.with_memory(
         agent, [(_ROOM, "h", "Take  Apple", 1.0), (_ROOM, "h", "north", 0.0)]
     )
     self.assertEqual(state.episodes_done, 1)
@@ -430,7 +420,7 @@ class DecideTest(parameterized.TestCase):
 
   def test_static_keeps_no_memory(self):
     agent = _agent("static")
-    state = _with_memory(agent, [(_ROOM, "h", "a", 1.0)])
+    state = agent_memory.with_memory(agent, [(_ROOM, "h", "a", 1.0)])
     self.assertEqual(int(memory_lib.size(state.memory)), 0)
     self.assertEqual(state.episodes_done, 1)
 

@@ -40,6 +40,7 @@ from jitrl_jax.agents import prompts
 from jitrl_jax.models import llama as llama_lib
 from jitrl_jax.models import scoring
 from jitrl_jax.models import tilting
+from tests import agent_memory
 from tests import tiny_llama
 
 STOP, PAD = 256, 257  # the byte LM's terminator and padding
@@ -101,21 +102,6 @@ def _obs(current=_ROOM, history="path: kitchen", step=0):
       recent=(),
       step=step,
   )
-
-
-def _with_memory(agent, entries, carry=None):
-  """Observes one single-step game per (current, history, action, return)."""
-  trajs = [
-      agent_lib.Trajectory(
-          views=[agent.state_views(current, history, "")],
-          actions=[action],
-          rewards=[reward],
-          task_id=0,
-          episode_id=i,
-      )
-      for i, (current, history, action, reward) in enumerate(entries)
-  ]
-  return agent.observe(carry or agent.init(), trajs)
 
 
 def _table(agent, carry):
@@ -308,7 +294,7 @@ class TinyLmTest(absltest.TestCase):
     self.games = [_obs(), _obs(_OTHER, "path: garden", step=1)]
 
   def _memory(self, agent):
-    return _with_memory(
+    return agent_memory.with_memory(
         agent,
         [
             (_ROOM, "path: kitchen", "north", 1.0),
@@ -356,7 +342,7 @@ class TinyLmTest(absltest.TestCase):
       ]
       choices = agent.act(carry, games, jax.random.key(step))
       self.assertLen(choices, 2)
-      carry = _with_memory(
+      carry = agent_memory.with_memory(
           agent,
           [(_ROOM, "path: kitchen", c.action, 1.0) for c in choices],
           carry,
@@ -480,7 +466,7 @@ class SmolLmTest(absltest.TestCase):
     commands = ("south", "North", "east")
     returns = (1.0, 1.0, -1.0)
     obs = _obs()
-    carry = _with_memory(
+    carry = agent_memory.with_memory(
         agent,
         [(obs.current, obs.history, c, g) for c, g in zip(commands, returns)],
     )

@@ -51,7 +51,8 @@ def game_command(line: str) -> str:
   return text if any(c.isalnum() for c in text) else FALLBACK_COMMAND
 
 
-def _finite(x) -> float | None:
+def finite(x) -> float | None:
+  """A float for a JSON step log: the value, or None when not finite."""
   x = float(x)
   return x if math.isfinite(x) else None
 
@@ -63,9 +64,9 @@ def _memory_commands(out, i, action_texts) -> list[dict[str, Any]]:
     rows.append(
         {
             "command": action_texts.get(int(out.command_ids[i, j]), "?"),
-            "advantage": _finite(out.advantages[i, j]),
-            "pi_theta": _finite(np.exp(out.command_log_pi_theta[i, j])),
-            "pi": _finite(np.exp(out.command_log_pi[i, j])),
+            "advantage": finite(out.advantages[i, j]),
+            "pi_theta": finite(np.exp(out.command_log_pi_theta[i, j])),
+            "pi": finite(np.exp(out.command_log_pi[i, j])),
         }
     )
   return rows
@@ -105,18 +106,18 @@ def choices(
         "truncated": truncated,
         "fallback": fallback,
         "num_neighbours": int(out.num_neighbours[i]),
-        "value": _finite(out.value[i]),
-        "q": _finite(out.value[i] + adv) if j >= 0 else None,
-        "advantage": _finite(adv),
-        "rule_advantage": _finite(adv),
-        "other_command_advantage": _finite(a0),
-        "weight": _finite(out.weight[i]),
-        "pi_theta": _finite(np.exp(out.log_pi_theta[i])),
-        "pi": _finite(np.exp(out.log_pi[i])),
-        "log_pi_theta": _finite(out.log_pi_theta[i]),
-        "log_pi": _finite(out.log_pi[i]),
-        "log_w_root": _finite(out.log_partition[i]),
-        "kl": _finite(out.kl[i]),
+        "value": finite(out.value[i]),
+        "q": finite(out.value[i] + adv) if j >= 0 else None,
+        "advantage": finite(adv),
+        "rule_advantage": finite(adv),
+        "other_command_advantage": finite(a0),
+        "weight": finite(out.weight[i]),
+        "pi_theta": finite(np.exp(out.log_pi_theta[i])),
+        "pi": finite(np.exp(out.log_pi[i])),
+        "log_pi_theta": finite(out.log_pi_theta[i]),
+        "log_pi": finite(out.log_pi[i]),
+        "log_w_root": finite(out.log_partition[i]),
+        "kl": finite(out.kl[i]),
         "memory_commands": _memory_commands(out, i, action_texts),
         "flipped": None,
         "nan_logits": bool(out.nan_logits[i]),

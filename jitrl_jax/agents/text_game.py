@@ -38,7 +38,6 @@ crosses `jit`; the action texts (host strings) live beside it in
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
@@ -164,11 +163,6 @@ class TextGameAgent(NamedTuple):
   num_compiles: Callable[[], int]
 
 
-def _finite(x) -> float | None:
-  x = float(x)
-  return x if math.isfinite(x) else None
-
-
 def choices(
     out: decision_lib.DecisionOutput,
     inputs: batching.DecisionInput,
@@ -198,13 +192,13 @@ def choices(
     a = int(out.lm_index[i])
     diag = {
         "num_neighbours": int(out.num_neighbours[i]),
-        "value": _finite(out.value[i]),
-        "q": _finite(out.q_values[i, j]),
-        "advantage": _finite(out.advantages[i, j]),
-        "rule_advantage": _finite(out.rule_advantages[i, j]),
-        "weight": _finite(out.weight[i]),
-        "pi_theta": _finite(out.pi_theta[i, j]),
-        "pi": _finite(out.pi[i, j]),
+        "value": commands_lib.finite(out.value[i]),
+        "q": commands_lib.finite(out.q_values[i, j]),
+        "advantage": commands_lib.finite(out.advantages[i, j]),
+        "rule_advantage": commands_lib.finite(out.rule_advantages[i, j]),
+        "weight": commands_lib.finite(out.weight[i]),
+        "pi_theta": commands_lib.finite(out.pi_theta[i, j]),
+        "pi": commands_lib.finite(out.pi[i, j]),
         "lm_argmax_action": (
             acts[a]
             if a < c
