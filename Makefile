@@ -37,7 +37,7 @@ gemma: $(STAMP)
 	$(VPY) -m pip install -q -e '.[gemma]'
 
 bench: $(STAMP)
-	$(VPY) -m pip install -q -e '.[bench]'
+	$(VPY) -m pip install -q -e '.[bench,gemma]'
 	$(VPY) -m benchmarks.run --out BENCHMARKS.md
 
 # Regenerates the README's results blocks (the Jericho statistics, their

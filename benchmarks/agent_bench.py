@@ -221,11 +221,180 @@ def measure(b: int, *, lm, reps: int, entries: int = MEMORY_ENTRIES):
   }
 
 
+def _useful_positions(inputs, out, table) -> int:
+  """Real tokens one decision needs: the prompt (with its head) and every
+  candidate the LM scores (the game's and the memory actions that joined)."""
+  c = inputs.candidate_ids.shape[1]
+  t = inputs.candidate_tokens.shape[2]
+  lengths = dict(
+      zip(
+          np.asarray(table.action_ids).tolist(),
+          np.asarray(table.lengths).tolist(),
+      )
+  )
+  memory = [
+      min(lengths.get(int(a), 0), t)
+      for a, m in zip(
+          np.asarray(out.candidate_ids[0, c:]),
+          np.asarray(out.candidate_mask[0, c:]),
+      )
+      if m
+  ]
+  real = np.asarray(inputs.candidate_lengths[0]) * np.asarray(
+      inputs.candidate_mask[0]
+  )
+  return int(inputs.prompt_lengths[0]) + int(real.sum()) + int(sum(memory))
+
+
+def compare_layouts(*, lm, reps: int, entries: int = MEMORY_ENTRIES):
+  """Padded against packed scoring on the same B = 1 decision.
+
+  Returns:
+    {layout: {decision_s, decisions_per_s, lm_flops, executed, useful,
+    reused}} and the host-side timings {prepare_s, pack_s, table_s}.
+  """
+  rng = np.random.default_rng(0)
+  agent = agent_lib.make_agent(
+      "jitrl",
+      lm,
+      memory_capacity=entries,
+      beta=1.0,
+      history_turns=0,
+      list_actions=False,
+      prompt_buckets=(512,),
+      candidate_buckets=(32,),
+      token_buckets=(8,),
+      memory_candidate_slots=MEMORY_SLOTS,
+      max_observation_chars=MAX_CHARS,
+  )
+  state = agent.init()
+  obs = _observations(1, lm, rng)
+  # The memory holds the query's own state with 10 positive-return actions,
+  # so that memory actions really join the candidates.
+  rows = [(o.current, o.history, f"{a}", 1.0) for o in obs for a in range(10)]
+  memory = _fill_memory(agent, state, entries - len(rows), rng)
+  texts = {agent_lib.action_id(str(a)): str(a) for a in range(40)}
+  state = agent.restore(memory, texts, 1)
+  state = agent_lib.remember(agent, rows, state)
+  longest = int(np.max(np.asarray(state.table.lengths)))
+  prepare_s = timing.median_seconds(
+      lambda: agent.prepare(obs, min_tokens=longest), reps
+  )
+  inputs = agent.prepare(obs, min_tokens=longest)
+  pack_s = timing.median_seconds(
+      lambda: agent.pack(inputs, min_tokens=longest), reps
+  )
+  table_s = timing.median_seconds(
+      lambda: agent.restore(state.memory, state.action_texts, 1), reps
+  )
+  packed_inputs, extras = agent.pack(inputs, min_tokens=longest)
+  key = jax.random.key(0)
+  results = {}
+  for layout, inp, kw in (
+      ("padded", inputs, {}),
+      ("packed", packed_inputs, extras),
+  ):
+    inp = jax.device_put(inp)
+    args = (
+        lm.params,
+        state.memory,
+        state.table,
+        inp,
+        key,
+        state.state.episodes_done,
+    )
+    decide = lambda args=args, kw=kw: agent.decide(*args, **kw)
+    seconds = timing.median_seconds(decide, reps)
+    out = jax.device_get(decide())
+    flops = agent.decide.lower(*args, **kw).compile().cost_analysis()["flops"]
+    c, t = inputs.candidate_ids.shape[1], inputs.candidate_tokens.shape[2]
+    if layout == "padded":
+      executed = inputs.prompt_ids.shape[1] + (c + MEMORY_SLOTS) * t
+      reused = 0
+    else:
+      executed = kw["layout"][0]
+      reused = int(inputs.prompt_lengths[0] - packed_inputs.prompt_lengths[0])
+    results[layout] = {
+        "decision_s": seconds,
+        "decisions_per_s": 1.0 / seconds,
+        "flops": float(flops),
+        "executed": int(executed),
+        "useful": _useful_positions(inputs, out, state.table),
+        "reused": reused,
+        "targets": (c + MEMORY_SLOTS) * t
+        if layout == "padded"
+        else kw["layout"][1],
+        "index": int(out.index[0]),
+        "logits": np.asarray(out.logits[0]),
+    }
+  host = {"prepare_s": prepare_s, "pack_s": pack_s, "table_s": table_s}
+  return results, host
+
+
+def layout_lines(results, host) -> list[str]:
+  """The markdown of `compare_layouts`."""
+  pad, pk = results["padded"], results["packed"]
+  speedup = pk["decisions_per_s"] / pad["decisions_per_s"]
+  same = (
+      np.allclose(
+          np.where(np.isfinite(pad["logits"]), pad["logits"], 0),
+          np.where(np.isfinite(pk["logits"]), pk["logits"], 0),
+          atol=1e-3,
+      )
+      and pad["index"] == pk["index"]
+  )
+  lines = [
+      "",
+      "### Packed against padded layout (B = 1, same decision)",
+      "",
+      "Padded: the prompt padded to its bucket and a [C + X, T] grid of "
+      "candidate slots. Packed (`Settings.scoring_layout`, the default): "
+      "the prompt's and candidates' real tokens end to end, padded once to "
+      "a total-length bucket, after the prompt head (the system turn) "
+      "encoded once per run. Useful positions: the real tokens the "
+      "decision needs (prompt with its head, the game's candidates, the "
+      "memory actions that joined). Executed: the positions the LM pass "
+      "computes in the decision.",
+      "",
+      "| layout | executed positions | useful | executed / useful "
+      "| head reused | output-projection rows | LM + decision GFLOP "
+      "| decision latency (s) | decisions / s |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ]
+  for name, r in (("padded", pad), ("packed", pk)):
+    lines.append(
+        f"| {name} | {r['executed']} | {r['useful']} | "
+        f"{r['executed'] / r['useful']:.2f}x | {r['reused']} | "
+        f"{r['targets']} | {r['flops'] / 1e9:.0f} | {r['decision_s']:.3f} | "
+        f"{r['decisions_per_s']:.2f} |"
+    )
+  ratio = pk["executed"] / pk["useful"]
+  with_head = (pk["executed"] + pk["reused"]) / pk["useful"]
+  lines += [
+      "",
+      f"Packed: {ratio:.2f}x executed per useful position (target <= "
+      f"1.15x: {'met' if ratio <= 1.15 else 'NOT met'}; {with_head:.2f}x "
+      f"if the {pk['reused']}-token head were recomputed each decision); "
+      f"**{speedup:.2f}x** the decisions per second of the padded layout "
+      f"(target >= 1.6x: {'met' if speedup >= 1.6 else 'NOT met'}). Same "
+      f"logits and the same choice on both layouts: {'yes' if same else 'NO'}.",
+      "",
+      "Host work per decision (same inputs): "
+      f"`prepare` (prompt text, tokenising, state views) "
+      f"{1000 * host['prepare_s']:.1f} ms; `pack` (strip the head, the "
+      f"layout) {1000 * host['pack_s']:.2f} ms; rebuilding the "
+      f"memory-action table after an episode (`restore`, 40 actions) "
+      f"{1000 * host['table_s']:.1f} ms.",
+  ]
+  return lines
+
+
 def run(quick: bool = False) -> str:
   """Runs the benchmark; returns a markdown section."""
   lm = agent_lib.load_language_model()
   reps = 2 if quick else 5
   rows = [measure(b, lm=lm, reps=reps) for b in (1, 8)]
+  layouts, host = compare_layouts(lm=lm, reps=reps)
   rate = matmul_rate(reps)
   speedup = rows[1]["decisions_per_s"] / rows[0]["decisions_per_s"]
   # B = 8 needs rows[1]["lm_flops"] / 8 operations a decision; at the matmul
@@ -279,6 +448,7 @@ def run(quick: bool = False) -> str:
         "accelerator B = 1 leaves most of the device idle, which is where "
         "the batch pays off.",
     ]
+  lines += layout_lines(layouts, host)
   return "\n".join(lines) + "\n"
 
 

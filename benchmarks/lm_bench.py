@@ -124,8 +124,14 @@ def _separate_score_fn(graphdef, state, tokens, length, cand_len):
 # torch side.
 
 
-def _load_torch(threads: int):
-  """transformers' float32 Llama from the same GGUF, or (None, reason)."""
+def _load_torch(threads: int, path: str | None = None, **kwargs):
+  """transformers' float32 model from the same GGUF, or (None, reason).
+
+  Args:
+    threads: torch's intra-op threads.
+    path: the GGUF file (None: the embedded SmolLM2).
+    **kwargs: passed to ``from_pretrained``.
+  """
   try:
     import torch  # pylint: disable=g-import-not-at-top
     import transformers  # pylint: disable=g-import-not-at-top
@@ -133,10 +139,10 @@ def _load_torch(threads: int):
     return None, f"torch not installed ({e})"
   try:
     torch.set_num_threads(threads)
-    directory, name = os.path.split(loading.default_gguf_path())
+    directory, name = os.path.split(path or loading.default_gguf_path())
     transformers.logging.set_verbosity_error()
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=name, dtype=torch.float32
+        directory, gguf_file=name, dtype=torch.float32, **kwargs
     )
     model.eval()
     return (torch, transformers, model), None
@@ -221,27 +227,23 @@ def _scoring_seconds(lm, graphdef, state, rng, *, reps, separate_n):
   return one_pass, separate_time
 
 
-def run(quick: bool = False) -> str:
-  """Runs the benchmark; returns a markdown section."""
-  reps = 3 if quick else 5
-  decode_n = 16 if quick else 32
-  separate_n = 4 if quick else NUM_CANDIDATES
-  cores = _cores()
-  threads = sorted({1, cores})
-  rng = np.random.default_rng(0)
-  try:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-  except OSError:
-    load = "unknown"
+def rate_rows(model, ref, *, threads, reps, decode_n, rng):
+  """Prefill and decode tokens/s of a JAX model and its torch twin.
 
-  lm = loading.load_gguf()
-  graphdef, state = nnx.split(lm.model)
-  vocab = lm.config.vocab_size
-  ref, torch_missing = _load_torch(cores)
+  Args:
+    model: the ``Llama``.
+    ref: ``_load_torch``'s (torch, transformers, model), or None.
+    threads: the torch thread counts measured.
+    reps: interleaved timing rounds.
+    decode_n: decode steps timed.
+    rng: numpy generator of the random token ids.
 
-  rows = []  # (measure, jax rate, {threads: torch rate}, target kind)
-
-  # Prefill.
+  Returns:
+    [(measure, jax rate, {threads: torch rate}, target kind)].
+  """
+  graphdef, state = nnx.split(model)
+  vocab = model.config.vocab_size
+  rows = []
   prefill = jax.jit(_prefill_fn)
   for length in (128, 512):
     ids = rng.integers(0, vocab, (1, length)).astype(np.int32)
@@ -259,7 +261,6 @@ def run(quick: bool = False) -> str:
     jax_rate = rates.pop("jax")
     rows.append((f"prefill {length} tokens", jax_rate, rates, "prefill"))
 
-  # Decode.
   ids = rng.integers(0, vocab, (1, DECODE_PROMPT)).astype(np.int32)
   x = jnp.asarray(ids)
   prefill_cache = jax.jit(_prefill_cache_fn, static_argnames="max_len")
@@ -289,35 +290,12 @@ def run(quick: bool = False) -> str:
           "decode",
       )
   )
+  return rows
 
-  # Candidate scoring.
-  one_pass, separate_time = _scoring_seconds(
-      lm, graphdef, state, rng, reps=reps, separate_n=separate_n
-  )
-  speedup = separate_time / one_pass
-  extrapolated = (
-      f" (extrapolated from {separate_n})"
-      if separate_n < NUM_CANDIDATES
-      else ""
-  )
 
-  if ref:
-    versions = (
-        f"transformers {ref[1].__version__} + torch {ref[0].__version__} "
-        f"(`torch.set_num_threads` {cores}, as JAX, and 1)"
-    )
-  else:
-    versions = f"torch: not measured, {torch_missing}"
+def rate_table(rows, *, cores, threads) -> list[str]:
+  """Markdown table lines of `rate_rows`' rows (ratios against targets)."""
   lines = [
-      "## Language model (SmolLM2-135M, float32, CPU)",
-      "",
-      f"JAX {jax.__version__} (XLA CPU, {cores} cores) against {versions}; "
-      "the same GGUF weights dequantised to float32. Compilation excluded; "
-      f"median of {reps} interleaved rounds (JAX and each torch setting "
-      "one after another in every round)"
-      + (", quick mode" if quick else "")
-      + f". Load average at the start: {load} (shared machine).",
-      "",
       "| measure (tokens/s) | JAX | "
       + " | ".join(f"torch {t} thr" for t in threads)
       + f" | JAX / torch {cores} thr | JAX / best torch | target |",
@@ -337,6 +315,67 @@ def run(quick: bool = False) -> str:
       cells += ["n/a"] * (len(threads) + 2)
     cells.append(f">= {TARGETS[kind]}x")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def torch_versions(ref, torch_missing: str, cores: int) -> str:
+  """The torch side's description for a section's first line."""
+  if ref:
+    return (
+        f"transformers {ref[1].__version__} + torch {ref[0].__version__} "
+        f"(`torch.set_num_threads` {cores}, as JAX, and 1)"
+    )
+  return f"torch: not measured, {torch_missing}"
+
+
+def load_average() -> str:
+  try:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+  except OSError:
+    return "unknown"
+
+
+def run(quick: bool = False) -> str:
+  """Runs the benchmark; returns a markdown section."""
+  reps = 3 if quick else 5
+  decode_n = 16 if quick else 32
+  separate_n = 4 if quick else NUM_CANDIDATES
+  cores = _cores()
+  threads = sorted({1, cores})
+  rng = np.random.default_rng(0)
+  load = load_average()
+
+  lm = loading.load_gguf()
+  graphdef, state = nnx.split(lm.model)
+  ref, torch_missing = _load_torch(cores)
+  rows = rate_rows(
+      lm.model, ref, threads=threads, reps=reps, decode_n=decode_n, rng=rng
+  )
+
+  # Candidate scoring.
+  one_pass, separate_time = _scoring_seconds(
+      lm, graphdef, state, rng, reps=reps, separate_n=separate_n
+  )
+  speedup = separate_time / one_pass
+  extrapolated = (
+      f" (extrapolated from {separate_n})"
+      if separate_n < NUM_CANDIDATES
+      else ""
+  )
+
+  versions = torch_versions(ref, torch_missing, cores)
+  lines = [
+      "## Language model (SmolLM2-135M, float32, CPU)",
+      "",
+      f"JAX {jax.__version__} (XLA CPU, {cores} cores) against {versions}; "
+      "the same GGUF weights dequantised to float32. Compilation excluded; "
+      f"median of {reps} interleaved rounds (JAX and each torch setting "
+      "one after another in every round)"
+      + (", quick mode" if quick else "")
+      + f". Load average at the start: {load} (shared machine).",
+      "",
+  ]
+  lines += rate_table(rows, cores=cores, threads=threads)
   mark = "✓" if speedup >= TARGETS["scoring"] else "✗"
   lines += [
       "",

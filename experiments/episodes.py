@@ -41,17 +41,31 @@ from jitrl_jax.envs import base as envs_base
 def build_language_model(
     cfg: ml_collections.ConfigDict,
 ) -> agent_lib.LanguageModel:
-  """config.lm -> LanguageModel ("gguf"/"hf" real model, or "scripted")."""
+  """config.lm -> LanguageModel.
+
+  `lm.kind`: "gguf" (a GGUF file, Llama-family or Gemma 3, read by its
+  architecture; `lm.path` "" for the embedded SmolLM2-135M-Instruct), "hf"
+  (a Hugging Face directory), "gemma" (`lm.path` "" for the embedded Gemma 3
+  270M of the `gemma` extra, else a Gemma 3 GGUF file) or "scripted".
+
+  Raises:
+    ConfigError: an unknown kind, or "hf" without a path.
+  """
   kind = cfg.lm.kind
+  path = cfg.lm.get("path") or None
   if kind == "scripted":
     return agent_lib.scripted_language_model(
         dict(cfg.lm.get("preferences", {}) or {}),
         default=float(cfg.lm.get("default_logit", 0.0)),
     )
+  if kind == "hf" and path is None:
+    raise ConfigError("lm.kind 'hf' needs lm.path (a checkpoint directory)")
   if kind in ("gguf", "hf"):
-    return agent_lib.load_language_model(cfg.lm.get("path") or None)
-  raise ValueError(
-      f"unknown lm.kind {kind!r}: use 'gguf', 'hf' or " "'scripted'"
+    return agent_lib.load_language_model(path)
+  if kind == "gemma":
+    return agent_lib.load_language_model(path, kind="gemma3-270m")
+  raise ConfigError(
+      f"unknown lm.kind {kind!r}: use 'gguf', 'hf', 'gemma' or 'scripted'"
   )
 
 

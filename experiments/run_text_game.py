@@ -42,6 +42,7 @@ from experiments import persistence
 from jitrl_jax import agents as agent_lib
 from jitrl_jax import memory as memory_lib
 from jitrl_jax.envs import base as envs_base
+from jitrl_jax.models import checkpoint
 
 # Kept for callers of the former single-module runner (colabs/03_text_game).
 run_experiment = episodes.run_experiment
@@ -128,6 +129,7 @@ def main(argv: Sequence[str]) -> None:
       envs_base.UnknownGameError,
       envs_base.EnvironmentUnavailableError,
       memory_lib.MemoryFileError,
+      checkpoint.ModelFileError,
       persistence.RunDirError,
   ) as e:
     # Bad input: one line that says what is wrong, no traceback.

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 RULES = ("jitrl", "reference")
+SCORING_LAYOUTS = ("packed", "padded")
 OTHER_COMMAND_ADVANTAGES = ("zero", "expected_bonus")
 
 
@@ -100,6 +101,13 @@ class Settings:
       dropped.
     token_buckets: allowed candidate token lengths T; a longer candidate is
       cut to the largest.
+    scoring_layout: how the candidate-scoring agents lay out the LM pass:
+      "packed" (the prompt's and candidates' real tokens end to end, padded
+      once to a total-length bucket, after the prompt head encoded once per
+      run: `scoring.packed_score_fn`) or "padded" (the prompt padded to
+      `prompt_buckets` and a [C, T] grid of candidates:
+      `scoring.score_candidates_fn`). Same scores; packed does less work.
+      An LM without `encode_prefix` (the scripted one) scores padded.
     action_table_size: rows of the device table of memory actions' tokens.
     max_command_tokens: generating agents (`static-generate`,
       `jitrl-generate`): the most tokens the LM may write for one command,
@@ -140,6 +148,7 @@ class Settings:
   prompt_buckets: tuple[int, ...] = (256, 512, 1024)
   candidate_buckets: tuple[int, ...] = (32, 64)
   token_buckets: tuple[int, ...] = (8, 16)
+  scoring_layout: str = "packed"
   action_table_size: int = 4096
   max_command_tokens: int = 12
   other_command_advantage: str = "zero"
@@ -151,6 +160,11 @@ class Settings:
       raise ValueError(
           "reference_probabilities must be 'softmax' or 'exp', got "
           f"{self.reference_probabilities!r}"
+      )
+    if self.scoring_layout not in SCORING_LAYOUTS:
+      raise ValueError(
+          f"scoring_layout must be one of {SCORING_LAYOUTS}, got "
+          f"{self.scoring_layout!r}"
       )
     if self.kl_budget is not None and self.rule != "jitrl":
       raise ValueError("kl_budget applies to the jitrl rule only")

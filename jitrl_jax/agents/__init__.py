@@ -22,6 +22,7 @@ from jitrl_jax.agents.lm import Generator
 from jitrl_jax.agents.lm import LanguageModel
 from jitrl_jax.agents.lm import from_llama
 from jitrl_jax.agents.lm import load_language_model
+from jitrl_jax.agents.lm import render_plain
 from jitrl_jax.agents.lm import scripted_language_model
 from jitrl_jax.agents.prompts import GameObservation
 from jitrl_jax.agents.prompts import SYSTEM_PROMPT
@@ -39,6 +40,7 @@ from jitrl_jax.agents.text_game import Trajectory
 from jitrl_jax.agents.text_game import UnknownAgentError
 from jitrl_jax.agents.text_game import check_agent_name
 from jitrl_jax.agents.text_game import make_agent
+from jitrl_jax.agents.text_game import remember
 
 __all__ = [
     "AGENT_NAMES",
@@ -68,5 +70,7 @@ __all__ = [
     "load_language_model",
     "make_agent",
     "normalise_action",
+    "remember",
+    "render_plain",
     "scripted_language_model",
 ]

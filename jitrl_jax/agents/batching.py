@@ -96,6 +96,7 @@ def prepare(
     experiences: Sequence[str] | None = None,
     *,
     min_tokens: int = 0,
+    keep_head: int = 32,
 ) -> DecisionInput:
   """Host: prompts, candidates and views of B games -> padded arrays.
 
@@ -106,6 +107,8 @@ def prepare(
     experiences: B memory texts for the prompt (memory-prompt agent).
     min_tokens: the candidate token bucket T is at least this (the
       longest memory action that may join the candidates).
+    keep_head: tokens kept from the start of a prompt cut in the middle
+      (at least the reused prompt head, `prompt_prefix`).
 
   Returns:
     The padded `DecisionInput` (no neighbours).
@@ -135,6 +138,7 @@ def prepare(
             experiences=experiences[i] if experiences else "",
             max_observation_chars=settings.max_observation_chars,
             max_tokens=max(settings.prompt_buckets),
+            keep_head=keep_head,
         )
     )
     cand_rows.append(
@@ -179,3 +183,76 @@ def prepare(
       views=stacked_views(settings, observations),
       steps=np.asarray([o.step for o in observations], np.int32),
   )
+
+
+# ---------------------------------------------------------------------------
+# The packed layout (`Settings.scoring_layout == "packed"`).
+
+
+def prompt_prefix(lm: lm_lib.LanguageModel) -> list[int]:
+  """The prompt head every step's prompt starts with: the tokens of the
+  rendered system turn up to where the user text begins (encoded once per
+  run and reused, `LanguageModel.encode_prefix`).
+
+  Found as the longest common start of two prompts that differ only in the
+  user text, less one token (a merge across the boundary could differ); a
+  prompt that does not start with it is scored without reuse.
+  """
+  a = lm.encode(lm.render_prompt(prompts.SYSTEM_PROMPT, "Now: a"))
+  b = lm.encode(lm.render_prompt(prompts.SYSTEM_PROMPT, "Goal: b"))
+  n = 0
+  while n < min(len(a), len(b)) and a[n] == b[n]:
+    n += 1
+  return list(a[: max(n - 1, 0)])
+
+
+def strip_prefix(
+    inputs: DecisionInput, prefix_ids: Sequence[int], pad_id: int
+) -> DecisionInput | None:
+  """The prompts after the shared head `prefix_ids` (None when a row does
+  not start with it, or nothing would remain)."""
+  p = len(prefix_ids)
+  ids = np.asarray(inputs.prompt_ids)
+  lengths = np.asarray(inputs.prompt_lengths)
+  if p == 0 or np.any(lengths <= p):
+    return None
+  if not np.all(ids[:, :p] == np.asarray(prefix_ids, ids.dtype)[None]):
+    return None
+  rest = np.full_like(ids, pad_id)
+  rest[:, : ids.shape[1] - p] = ids[:, p:]
+  return inputs._replace(prompt_ids=rest, prompt_lengths=lengths - p)
+
+
+def packed_layout(
+    inputs: DecisionInput, *, extra_tokens: int, pad_id: int
+) -> tuple[DecisionInput, tuple[int, int]]:
+  """The packed layout's static (N, K) for B games, and the inputs with the
+  prompt columns cut or padded to N (so that N, K, C and T alone key the
+  compilation).
+
+  Args:
+    inputs: the prepared inputs (prompt after any stripped head).
+    extra_tokens: room for candidates that join on the device (memory
+      actions: slots x the longest one's tokens).
+    pad_id: padding id.
+
+  Returns:
+    (inputs, (N, K)).
+  """
+  lengths = np.asarray(inputs.prompt_lengths)
+  cand = np.asarray(inputs.candidate_lengths) * np.asarray(
+      inputs.candidate_mask
+  )
+  sizes = [
+      scoring.packed_layout(
+          int(lengths[i]), int(cand[i].sum()), extra_tokens=extra_tokens
+      )
+      for i in range(lengths.shape[0])
+  ]
+  n = max(x[0] for x in sizes)
+  k = max(x[1] for x in sizes)
+  ids = np.asarray(inputs.prompt_ids)
+  out = np.full((ids.shape[0], n), pad_id, ids.dtype)
+  w = min(n, ids.shape[1])
+  out[:, :w] = ids[:, :w]
+  return inputs._replace(prompt_ids=out), (n, k)

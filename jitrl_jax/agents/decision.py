@@ -186,6 +186,8 @@ def decide_one(
     inp: batching.DecisionInput,
     key: jax.Array,
     episodes_done,
+    prefix=None,
+    layout: tuple[int, int] | None = None,
 ) -> DecisionOutput:
   """One game's decision (unbatched inputs; see the module docstring).
 
@@ -200,6 +202,10 @@ def decide_one(
     inp: one game's `DecisionInput` (leading B axis removed).
     key: PRNG key, consumed (the bonus draws and the sample).
     episodes_done: [] int episodes finished (the reference weight).
+    prefix: the LM's `encode_prefix` cache of the prompt head the prompt
+      starts after (packed layout), or None.
+    layout: static (N, K) of the packed layout (`batching.packed_layout`),
+      or None for the padded one.
 
   Returns:
     The `DecisionOutput` of this game, candidate axis C + X.
@@ -215,7 +221,18 @@ def decide_one(
     ids, mask, toks, lens = _add_memory_candidates(
         nb, table, ids, mask, toks, lens, slots
     )
-  z = score_fn(params, inp.prompt_ids, inp.prompt_lengths, toks, lens)
+  if layout is None:
+    z = score_fn(params, inp.prompt_ids, inp.prompt_lengths, toks, lens)
+  else:
+    z = score_fn(
+        params,
+        inp.prompt_ids,
+        inp.prompt_lengths,
+        toks,
+        lens,
+        layout=layout,
+        prefix=prefix,
+    )
   z = jnp.where(mask, z, -jnp.inf) / hyper.temperature
   if name in ("static", "memory-prompt"):
     out = _lm_policy(settings, z, ids, mask, nb, key)
@@ -247,12 +264,23 @@ def make_decide(
 
   Returns:
     (decide, num_compiles): decide(params, memory, table, inputs [B, ...],
-    key, episodes_done) -> DecisionOutput [B, ...]; the key is consumed
-    (split into one key a game).
+    key, episodes_done, prefix=None, layout=None) -> DecisionOutput
+    [B, ...]; the key is consumed (split into one key a game); `layout` is
+    static (one compilation per layout and input shapes), `prefix` shared
+    by the B games.
   """
   traces = [0]
 
-  def decide(params, memory, table, inputs, key, episodes_done):
+  def decide(
+      params,
+      memory,
+      table,
+      inputs,
+      key,
+      episodes_done,
+      prefix=None,
+      layout=None,
+  ):
     traces[0] += 1
     keys = jax.random.split(key, inputs.prompt_ids.shape[0])
     one = lambda inp, k: decide_one(
@@ -266,7 +294,9 @@ def make_decide(
         inp,
         k,
         episodes_done,
+        prefix,
+        layout,
     )
     return jax.vmap(one)(inputs, keys)
 
-  return jax.jit(decide), lambda: traces[0]
+  return jax.jit(decide, static_argnames="layout"), lambda: traces[0]

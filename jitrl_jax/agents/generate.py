@@ -191,7 +191,7 @@ def prepare(
           max_observation_chars=settings.max_observation_chars,
           max_tokens=max(settings.prompt_buckets),
           question=prompts.WRITE_QUESTION,
-          reply_prefix=prompts.REPLY_PREFIX,
+          reply_prefix=lm.reply_prefix,
       )
       for obs in observations
   ]

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jitrl_jax.agents import actions as actions_lib
+from jitrl_jax.agents import prompts
 
 
 class Generator(NamedTuple):
@@ -56,9 +57,13 @@ class LanguageModel(NamedTuple):
     name: a label for logs.
     params: pytree passed to `score_fn` (the model's weights).
     score_fn: (params, prompt_ids [L] int32, prompt_length [] int32,
-      candidate_tokens [C, T] int32, candidate_lengths [C] int32) -> [C]
-      float32 summed log pi(candidate | prompt), -inf where the length is 0.
-      Pure and jittable; the agent vmaps it over B games.
+      candidate_tokens [C, T] int32, candidate_lengths [C] int32, *,
+      layout=None, prefix=None) -> [C] float32 summed log pi(candidate |
+      prompt), -inf where the length is 0. Pure and jittable; the agent
+      vmaps it over B games. `layout` None scores on the padded layout;
+      a static (N, K) (`scoring.packed_layout`) on the packed one, after
+      `prefix` (an `encode_prefix` result) when given, in which case
+      `prompt_ids` is the prompt after the prefix's tokens.
     encode: text -> token ids (no special tokens).
     render_prompt: (system, user) -> prompt text, ending where the reply (the
       action text) begins (the chat template's assistant turn).
@@ -71,6 +76,12 @@ class LanguageModel(NamedTuple):
       the LM cannot generate.
     generator: the `Generator` of the generating agents (`static-generate`,
       `jitrl-generate`); None where the LM cannot write (scripted LM).
+    reply_prefix: the text the generating agents open the reply with, after
+      `render_prompt` ("> " for a chat model, the transcript's prompt; ""
+      for a base model, whose reply is the prompt's next line).
+    encode_prefix: (params, prefix_ids [P] int32) -> the prefix's cache, for
+      `score_fn(..., prefix=)`: a prompt head shared by every step, encoded
+      once. None where the LM has no packed layout (scripted LM).
   """
 
   name: str
@@ -83,6 +94,8 @@ class LanguageModel(NamedTuple):
   sha256: str
   generate_text: Callable[[list[dict[str, str]], int], str] | None
   generator: Generator | None = None
+  reply_prefix: str = prompts.REPLY_PREFIX
+  encode_prefix: Callable[[Any, Any], Any] | None = None
 
 
 def from_llama(
@@ -96,6 +109,7 @@ def from_llama(
     name: str,
     sha256: str = "",
     generate_text: Callable[[list[dict[str, str]], int], str] | None = None,
+    reply_prefix: str = prompts.REPLY_PREFIX,
 ) -> LanguageModel:
   """Wraps a `models.llama.Llama` and a tokeniser into a `LanguageModel`.
 
@@ -114,6 +128,7 @@ def from_llama(
     name: a label.
     sha256: the weights file's digest ("" for none).
     generate_text: the evaluator's greedy chat generation, or None.
+    reply_prefix: see `LanguageModel.reply_prefix`.
 
   Returns:
     The `LanguageModel`, with a `generator`.
@@ -126,16 +141,41 @@ def from_llama(
   stop_ids = tuple(int(i) for i in stop_ids)
 
   def score_fn(
-      params, prompt_ids, prompt_length, candidate_tokens, candidate_lengths
+      params,
+      prompt_ids,
+      prompt_length,
+      candidate_tokens,
+      candidate_lengths,
+      *,
+      layout=None,
+      prefix=None,
   ):
-    return scoring.score_candidates_fn(
+    if layout is None:
+      if prefix is not None:
+        raise ValueError("a prefix needs the packed layout")
+      return scoring.score_candidates_fn(
+          graphdef,
+          params,
+          prompt_ids,
+          prompt_length,
+          candidate_tokens,
+          candidate_lengths,
+      )
+    total_len, num_targets = layout
+    return scoring.packed_score_fn(
         graphdef,
         params,
         prompt_ids,
         prompt_length,
         candidate_tokens,
         candidate_lengths,
+        total_len=total_len,
+        num_targets=num_targets,
+        prefix=prefix,
     )
+
+  def encode_prefix(params, prefix_ids):
+    return scoring.encode_prefix(graphdef, params, prefix_ids)
 
   def prefill(params, prompt_ids, prompt_lengths, cache_len):
     return sampling.prefill(
@@ -161,35 +201,107 @@ def from_llama(
       sha256=sha256,
       generate_text=generate_text,
       generator=Generator(prefill, extend, decode, stop_ids),
+      reply_prefix=reply_prefix,
+      encode_prefix=encode_prefix,
   )
 
 
-def load_language_model(
-    path: str | None = None, *, max_generate_prompt: int = 1024
-) -> LanguageModel:
-  """Loads a GGUF (or Hugging Face directory) Llama-family LM.
+# The embedded models `load_language_model` loads by name (`lm.kind`).
+EMBEDDED_MODELS = ("smollm2", "gemma3-270m")
+
+
+def render_plain(system: str, user: str, *, bos: str = "") -> str:
+  """A base model's prompt: a plain document whose next line is the reply.
+
+  A pretrained (not instruction-tuned) model has no chat template, so the
+  system and user texts are written as paragraphs and the prompt ends with a
+  line break: the model continues the document on the next line, and the
+  command it writes (or is scored on) ends with the next line break (the
+  candidate suffix). The reply starts a line, so its first word is encoded
+  as a line's first word is in running text (no leading-space token).
 
   Args:
-    path: a .gguf file or a Hugging Face checkpoint directory; None for the
-      embedded SmolLM2-135M-Instruct GGUF.
+    system: the instructions.
+    user: the goal, moves, observation and question.
+    bos: the tokenizer's begin-of-sequence text ("" for none), written
+      first: `LanguageModel.encode` adds no special tokens.
+
+  Returns:
+    The prompt text.
+  """
+  return f"{bos}{system}\n\n{user}\n"
+
+
+def render_plain_messages(
+    messages: Sequence[Mapping[str, str]], *, bos: str = ""
+) -> str:
+  """Chat messages as a base model's document (`render_plain`'s layout)."""
+  body = "\n\n".join(m["content"] for m in messages)
+  return f"{bos}{body}\n"
+
+
+def _load_model(path: str | None, kind: str):
+  """(loaded model, path, sha256) for `load_language_model`."""
+  from jitrl_jax.models import gemma_gguf  # pylint: disable=g-import-not-at-top
+  from jitrl_jax.models import loading  # pylint: disable=g-import-not-at-top
+
+  if kind not in ("auto",) + EMBEDDED_MODELS:
+    raise ValueError(
+        f"unknown model kind {kind!r}: use 'auto' or one of {EMBEDDED_MODELS}"
+    )
+  if path is None:
+    if kind == "gemma3-270m":
+      path = gemma_gguf.default_gemma_path()
+      return (
+          gemma_gguf.load_gemma_gguf(None),
+          path,
+          gemma_gguf.GEMMA_GGUF_SHA256,
+      )
+    path = loading.default_gguf_path()
+  if os.path.isdir(path):
+    return loading.load_hf_dir(path), path, ""
+  if loading.gguf_file_architecture(path) in (
+      gemma_gguf.SUPPORTED_GGUF_ARCHITECTURES
+  ):
+    return gemma_gguf.load_gemma_gguf(path), path, loading.file_sha256(path)
+  return loading.load_gguf(path), path, loading.file_sha256(path)
+
+
+def load_language_model(
+    path: str | None = None,
+    *,
+    kind: str = "auto",
+    max_generate_prompt: int = 1024,
+) -> LanguageModel:
+  """Loads a causal LM from a GGUF file or a Hugging Face directory.
+
+  GGUF files are read by their architecture: Llama-family files (Llama,
+  SmolLM2, Qwen2/3) with `models.loading`, Gemma 3 files with
+  `models.gemma_gguf`. A model with a chat template (an instruction model)
+  is prompted through it; a base model without one (Gemma 3 270M) through
+  `render_plain`, its replies ending at a line break.
+
+  Args:
+    path: a .gguf file or a Hugging Face checkpoint directory; None for an
+      embedded model.
+    kind: which embedded model `path=None` means: "smollm2" or "auto" (the
+      embedded SmolLM2-135M-Instruct GGUF) or "gemma3-270m" (Gemma 3 270M,
+      Q4_K_M GGUF, from the `gemma` extra; assembled once into the
+      project's cache folder).
     max_generate_prompt: prompts for `generate_text` are cut to their last
       this-many tokens.
 
   Returns:
     A `LanguageModel` (`from_llama`) whose `generate_text` answers the
     evaluator and whose `generator` writes commands.
+
+  Raises:
+    ModelFileError: a missing, corrupt or unsupported model (named).
+    ValueError: an unknown kind.
   """
-  from jitrl_jax.models import loading  # pylint: disable=g-import-not-at-top
   from jitrl_jax.models import sampling  # pylint: disable=g-import-not-at-top
 
-  if path is None:
-    path = loading.default_gguf_path()
-  if os.path.isdir(path):
-    loaded = loading.load_hf_dir(path)
-    sha = ""
-  else:
-    loaded = loading.load_gguf(path)
-    sha = loading.file_sha256(path)
+  loaded, path, sha = _load_model(path, kind)
   tokenizer = loaded.tokenizer
 
   def encode(text: str) -> list[int]:
@@ -198,28 +310,52 @@ def load_language_model(
   def decode(ids: Sequence[int]) -> str:
     return tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
 
-  def render_prompt(system: str, user: str) -> str:
-    messages = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": user},
-    ]
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True
-    )
+  chat = getattr(tokenizer, "chat_template", None) is not None
+  if chat:
 
-  end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-  if end_id is None or end_id == tokenizer.unk_token_id:
-    end_id = tokenizer.eos_token_id
-  suffix = () if end_id is None else (int(end_id),)
+    def render_prompt(system: str, user: str) -> str:
+      messages = [
+          {"role": "system", "content": system},
+          {"role": "user", "content": user},
+      ]
+      return tokenizer.apply_chat_template(
+          messages, tokenize=False, add_generation_prompt=True
+      )
+
+    def render_messages(messages) -> str:
+      return tokenizer.apply_chat_template(
+          messages, tokenize=False, add_generation_prompt=True
+      )
+
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if end_id is None or end_id == tokenizer.unk_token_id:
+      end_id = tokenizer.eos_token_id
+    suffix = () if end_id is None else (int(end_id),)
+    reply_prefix = prompts.REPLY_PREFIX
+  else:
+    bos = tokenizer.bos_token or ""
+
+    def render_prompt(system: str, user: str) -> str:
+      return render_plain(system, user, bos=bos)
+
+    def render_messages(messages) -> str:
+      return render_plain_messages(messages, bos=bos)
+
+    newline = encode("\n")
+    if len(newline) != 1:
+      raise ValueError(
+          f"{path}: a base model's replies end at a line break, but its "
+          f"tokenizer writes one as {len(newline)} tokens"
+      )
+    eos = tokenizer.eos_token_id
+    suffix = (int(newline[0]),) + (() if eos is None else (int(eos),))
+    reply_prefix = ""
   pad_id = tokenizer.pad_token_id
   pad_id = int(pad_id) if pad_id is not None else (suffix[0] if suffix else 0)
   model = loaded.model
 
   def generate_text(messages, max_new_tokens: int) -> str:
-    prompt = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True
-    )
-    ids = encode(prompt)[-max_generate_prompt:]
+    ids = encode(render_messages(messages))[-max_generate_prompt:]
     out = sampling.generate(
         model,
         jnp.asarray([ids], jnp.int32),
@@ -227,7 +363,9 @@ def load_language_model(
         jax.random.key(0),
         max_new_tokens=max_new_tokens,
         temperature=0.0,
-        stop_ids=suffix,
+        # A base model's answer may run over several lines: only the end of
+        # the text stops it.
+        stop_ids=suffix if chat else suffix[1:],
     )
     n = int(np.asarray(out.lengths)[0])
     return decode(np.asarray(out.tokens)[0, :n].tolist())
@@ -242,6 +380,7 @@ def load_language_model(
       name=os.path.basename(path),
       sha256=sha,
       generate_text=generate_text,
+      reply_prefix=reply_prefix,
   )
 
 
@@ -275,9 +414,16 @@ def scripted_language_model(
   params = {"keys": jnp.asarray(keys), "values": jnp.asarray(values)}
 
   def score_fn(
-      params, prompt_ids, prompt_length, candidate_tokens, candidate_lengths
+      params,
+      prompt_ids,
+      prompt_length,
+      candidate_tokens,
+      candidate_lengths,
+      *,
+      layout=None,
+      prefix=None,
   ):
-    del prompt_ids, prompt_length
+    del prompt_ids, prompt_length, layout, prefix
     first = candidate_tokens[:, 0]  # [C]
     hit = first[:, None] == params["keys"][None, :]  # [C, P]
     z = jnp.where(

@@ -155,6 +155,10 @@ class TextGameAgent(NamedTuple):
   prepare: Callable[..., Any]
   # the jitted call: DecisionOutput (GenerateDecision when generating)
   decide: Callable[..., Any]
+  # (inputs, min_tokens) -> (inputs, decide's keyword arguments): the packed
+  # layout of prepared inputs (`Settings.scoring_layout`); the inputs as
+  # they are and {} for the padded one (and the generating agents).
+  pack: Callable[..., tuple[Any, dict[str, Any]]]
   retrieve: Callable[..., retrieval_lib.Neighbours]  # jitted, batched
   state_views: Callable[[str, str, str], tuple[TokenSet, ...]]
   restore: Callable[
@@ -355,12 +359,45 @@ def make_agent(
     memory = memory_lib.init(settings.memory_capacity, settings.view_sizes)
     return restore(memory, {}, 0)
 
+  packed = (
+      not generating
+      and settings.scoring_layout == "packed"
+      and lm.encode_prefix is not None
+  )
+  prefix_ids = batching.prompt_prefix(lm) if packed else []
+  prefix_cache = []
+
   def prepare(observations, experiences=None, *, min_tokens=0):
     if generating:
       return generate_lib.prepare(settings, lm, observations)
     return batching.prepare(
-        settings, lm, observations, experiences, min_tokens=min_tokens
+        settings,
+        lm,
+        observations,
+        experiences,
+        min_tokens=min_tokens,
+        keep_head=max(32, len(prefix_ids) + 1),
     )
+
+  def pack(inputs, *, min_tokens=0):
+    """The packed layout of `prepare`'s inputs, and decide's extras."""
+    if not packed:
+      return inputs, {}
+    extras = {}
+    stripped = batching.strip_prefix(inputs, prefix_ids, lm.pad_id)
+    if stripped is not None:
+      if not prefix_cache:
+        prefix_cache.append(
+            jax.jit(lm.encode_prefix)(
+                lm.params, jnp.asarray(prefix_ids, jnp.int32)
+            )
+        )
+      inputs, extras["prefix"] = stripped, prefix_cache[0]
+    width = min(min_tokens, inputs.candidate_tokens.shape[2])
+    inputs, extras["layout"] = batching.packed_layout(
+        inputs, extra_tokens=slots * width, pad_id=lm.pad_id
+    )
+    return inputs, extras
 
   def act(carry: AgentCarry, observations, key) -> list[Choice]:
     """Host wrapper: B observations -> B choices; the key is consumed."""
@@ -389,13 +426,15 @@ def make_agent(
     longest = int(np.max(jax.device_get(carry.table.lengths))) if slots else 0
     inputs = prepare(observations, experiences, min_tokens=longest)
     inputs = inputs._replace(neighbours=nb)
+    scored, extras = pack(inputs, min_tokens=longest)
     out = decide(
         lm.params,
         carry.memory,
         carry.table,
-        inputs,
+        scored,
         key,
         carry.state.episodes_done,
+        **extras,
     )
     return choices(out, inputs, observations, settings, carry.action_texts)
 
@@ -434,8 +473,35 @@ def make_agent(
       observe=observe,
       prepare=prepare,
       decide=decide,
+      pack=pack,
       retrieve=retrieve,
       state_views=lambda c, h, t="": batching.state_views(settings, c, h, t),
       restore=restore,
       num_compiles=num_compiles,
   )
+
+
+def remember(agent: TextGameAgent, entries, carry: AgentCarry | None = None):
+  """Observes one single-step game per (current, history, action, return).
+
+  For seeding a memory by hand (tests, benchmarks, notebooks).
+
+  Args:
+    agent: a `TextGameAgent`.
+    entries: (current view text, history view text, action, return) tuples.
+    carry: the `AgentCarry` to add to (default: the agent's empty one).
+
+  Returns:
+    The new `AgentCarry`.
+  """
+  trajs = [
+      Trajectory(
+          views=[agent.state_views(current, history, "")],
+          actions=[action],
+          rewards=[reward],
+          task_id=0,
+          episode_id=i,
+      )
+      for i, (current, history, action, reward) in enumerate(entries)
+  ]
+  return agent.observe(carry or agent.init(), trajs)

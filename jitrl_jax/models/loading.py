@@ -101,6 +101,15 @@ def _field(reader, key: str, default: Any = None) -> Any:
   return field.contents()
 
 
+def gguf_file_architecture(path: str) -> str | None:
+  """The ``general.architecture`` of a GGUF file (None when it has none).
+
+  Raises:
+    ModelFileError: a missing, truncated or corrupt file.
+  """
+  return _field(_open_gguf(os.fspath(path)), "general.architecture")
+
+
 def gguf_architecture(reader, supported, path: str, what: str):
   """The file's architecture, checked, and a reader of its required metadata.
 
