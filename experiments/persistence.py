@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 PROGRESS_FORMAT = 1
 # Config keys a resumed run may change (a run can be extended).
 # The scoring layout changes how fast the LM pass runs, not the scores
-# (scoring.packed_score_fn equals the padded pass), so a run may resume on
+# (packing.packed_score_fn equals the padded pass), so a run may resume on
 # the other one.
 RESUMABLE_KEYS = frozenset({"episodes", "runs_root", "agent.scoring_layout"})
 

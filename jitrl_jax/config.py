@@ -104,7 +104,7 @@ class Settings:
     scoring_layout: how the candidate-scoring agents lay out the LM pass:
       "packed" (the prompt's and candidates' real tokens end to end, padded
       once to a total-length bucket, after the prompt head encoded once per
-      run: `scoring.packed_score_fn`) or "padded" (the prompt padded to
+      run: `packing.packed_score_fn`) or "padded" (the prompt padded to
       `prompt_buckets` and a [C, T] grid of candidates:
       `scoring.score_candidates_fn`). Same scores; packed does less work.
       An LM without `encode_prefix` (the scripted one) scores padded.

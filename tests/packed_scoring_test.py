@@ -1,8 +1,8 @@
 """Packed candidate scoring and prefix reuse against separate full forwards.
 
-`scoring.packed_score_fn` lays the prompt's and the candidates' real tokens
+`packing.packed_score_fn` lays the prompt's and the candidates' real tokens
 end to end (block-causal segments) and may start after a reused prefix
-(`scoring.encode_prefix`); every candidate's log-probability must equal the
+(`packing.encode_prefix`); every candidate's log-probability must equal the
 one a full forward of prefix + prompt + candidate gives (1e-4), whatever the
 lengths, for one candidate or many, on both sides of a bucket boundary, and
 on a model with sliding-window layers whose window the prompt exceeds.
@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jitrl_jax.models import packing
 from jitrl_jax.models import scoring
 from tests import tiny_llama
 
@@ -63,15 +64,15 @@ class PackedScoringTest(parameterized.TestCase):
     cands = [rng.integers(1, v, n).tolist() for n in lengths]
     want = _reference(graphdef, state, head + prompt, cands)
     ids, lens = scoring.pad_candidates(cands)
-    n, k = scoring.packed_layout(prompt_len, int(lens.sum()))
+    n, k = packing.packed_layout(prompt_len, int(lens.sum()))
     padded, _ = scoring.pad_prompt(prompt, buckets=(64, 128, 256))
     prefix = (
-        scoring.encode_prefix(graphdef, state, jnp.asarray(head, jnp.int32))
+        packing.encode_prefix(graphdef, state, jnp.asarray(head, jnp.int32))
         if prefix_len
         else None
     )
     got = jax.jit(
-        scoring.packed_score_fn, static_argnames=("total_len", "num_targets")
+        packing.packed_score_fn, static_argnames=("total_len", "num_targets")
     )(
         graphdef,
         state,
@@ -121,19 +122,19 @@ class PackedScoringTest(parameterized.TestCase):
   def test_memory_candidates_beyond_the_host_count_fit_the_extra_room(self):
     # K and N sized with room for device-side candidates (extra_tokens):
     # masked rows cost nothing, and every real row is scored.
-    n, k = scoring.packed_layout(10, 12, extra_tokens=16)
+    n, k = packing.packed_layout(10, 12, extra_tokens=16)
     self.assertGreaterEqual(n, 10 + 12 + 16)
     self.assertGreaterEqual(k, 28)
 
   def test_layout_buckets(self):
-    self.assertEqual(scoring.step_bucket(1), 32)
-    self.assertEqual(scoring.step_bucket(512), 512)
-    self.assertEqual(scoring.step_bucket(513), 576)
-    self.assertEqual(scoring.step_bucket(1025), 1152)
-    self.assertEqual(scoring.step_bucket(129, scoring.PACKED_TARGET_STEPS), 160)
+    self.assertEqual(packing.step_bucket(1), 32)
+    self.assertEqual(packing.step_bucket(512), 512)
+    self.assertEqual(packing.step_bucket(513), 576)
+    self.assertEqual(packing.step_bucket(1025), 1152)
+    self.assertEqual(packing.step_bucket(129, packing.PACKED_TARGET_STEPS), 160)
     # Past 256 tokens the padding is at most 1/8 of the real length.
     for n in range(256, 3000, 7):
-      self.assertLessEqual(scoring.step_bucket(n), n * 1.125)
+      self.assertLessEqual(packing.step_bucket(n), n * 1.125)
 
 
 if __name__ == "__main__":

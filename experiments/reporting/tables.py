@@ -317,3 +317,99 @@ def plot_pooled_curves(game: Mapping[str, Any], path: str) -> str:
 def md_row(cells: Sequence[str]) -> str:
   """A markdown table row; an empty cell is one space."""
   return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+
+# ---------------------------------------------------------------- suite --
+
+
+def suite_table(report: Mapping[str, Any]) -> str:
+  """The paper's layout: one row per game and agent, Avg, Final, last-k.
+
+  With several seeds each cell is the mean over seeds; the runs column
+  says how many.
+
+  Args:
+    report: a build_report of several games.
+
+  Returns:
+    A markdown table.
+  """
+  k = report["k"]
+  lines = [
+      md_row(["game", "agent", "runs", "Avg", "Final", f"last-{k} mean"]),
+      md_row(["---", "---", "---:", "---:", "---:", "---:"]),
+  ]
+  for name, game in report["games"].items():
+    for agent, entry in game["pooled"].items():
+      lines.append(
+          md_row(
+              [
+                  name.split(":")[-1],
+                  f"`{agent}`",
+                  str(entry["runs"]),
+                  _short(entry["avg"]["mean"]),
+                  _short(entry["final"]["mean"]),
+                  _short(entry["last_k"]["mean"]),
+              ]
+          )
+      )
+  return "\n".join(lines)
+
+
+def plot_suite_curves(report: Mapping[str, Any], path: str) -> str:
+  """Writes a PNG with one panel per game: every agent's learning curve.
+
+  Args:
+    report: a build_report of several games.
+    path: the PNG to write (atomically); parent folders are created.
+
+  Returns:
+    The path written.
+  """
+  # pylint: disable=g-import-not-at-top
+  from experiments import plotting  # Sets the Agg backend.
+  from matplotlib import ticker
+  import matplotlib.pyplot as plt
+
+  # pylint: enable=g-import-not-at-top
+
+  colours = plotting._COLOURS  # pylint: disable=protected-access
+  games = list(report["games"].items())
+  cols = min(4, len(games))
+  rows = -(-len(games) // cols)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig, axes = plt.subplots(
+      rows, cols, figsize=(3.3 * cols, 2.9 * rows), dpi=110, squeeze=False
+  )
+  for ax in axes.flat[len(games) :]:
+    ax.axis("off")
+  for ax, (name, game) in zip(axes.flat, games):
+    for i, (agent, curve) in enumerate(game["curves"].items()):
+      mean = np.asarray(curve["mean"])
+      ax.plot(
+          np.arange(1, mean.size + 1),
+          mean,
+          marker="o",
+          ms=2.5,
+          lw=1.4,
+          color=colours.get(agent, f"C{i}"),
+          label=agent,
+      )
+    ax.set_title(name.split(":")[-1], fontsize=9)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=7)
+  seeds = sorted({s for _, g in games for s in g["seeds"]})
+  fig.suptitle(
+      "score per episode (x: episode), seed"
+      + ("s " if len(seeds) > 1 else " ")
+      + ", ".join(str(s) for s in seeds)
+      + (" (mean)" if len(seeds) > 1 else ""),
+      fontsize=9,
+  )
+  fig.tight_layout()
+  with io_lib.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", metadata={"Software": None})
+  plt.close(fig)
+  return path

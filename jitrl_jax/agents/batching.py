@@ -24,6 +24,7 @@ from jitrl_jax import token_sets
 from jitrl_jax.agents import actions as actions_lib
 from jitrl_jax.agents import lm as lm_lib
 from jitrl_jax.agents import prompts
+from jitrl_jax.models import packing
 from jitrl_jax.models import scoring
 
 TokenSet = token_sets.TokenSet
@@ -244,7 +245,7 @@ def packed_layout(
       inputs.candidate_mask
   )
   sizes = [
-      scoring.packed_layout(
+      packing.packed_layout(
           int(lengths[i]), int(cand[i].sum()), extra_tokens=extra_tokens
       )
       for i in range(lengths.shape[0])

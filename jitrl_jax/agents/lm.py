@@ -61,7 +61,7 @@ class LanguageModel(NamedTuple):
       layout=None, prefix=None) -> [C] float32 summed log pi(candidate |
       prompt), -inf where the length is 0. Pure and jittable; the agent
       vmaps it over B games. `layout` None scores on the padded layout;
-      a static (N, K) (`scoring.packed_layout`) on the packed one, after
+      a static (N, K) (`packing.packed_layout`) on the packed one, after
       `prefix` (an `encode_prefix` result) when given, in which case
       `prompt_ids` is the prompt after the prefix's tokens.
     encode: text -> token ids (no special tokens).
@@ -134,6 +134,7 @@ def from_llama(
     The `LanguageModel`, with a `generator`.
   """
   from flax import nnx  # pylint: disable=g-import-not-at-top
+  from jitrl_jax.models import packing  # pylint: disable=g-import-not-at-top
   from jitrl_jax.models import sampling  # pylint: disable=g-import-not-at-top
   from jitrl_jax.models import scoring  # pylint: disable=g-import-not-at-top
 
@@ -162,7 +163,7 @@ def from_llama(
           candidate_lengths,
       )
     total_len, num_targets = layout
-    return scoring.packed_score_fn(
+    return packing.packed_score_fn(
         graphdef,
         params,
         prompt_ids,
@@ -175,7 +176,7 @@ def from_llama(
     )
 
   def encode_prefix(params, prefix_ids):
-    return scoring.encode_prefix(graphdef, params, prefix_ids)
+    return packing.encode_prefix(graphdef, params, prefix_ids)
 
   def prefill(params, prompt_ids, prompt_lengths, cache_len):
     return sampling.prefill(

@@ -295,6 +295,61 @@ def agent_settings(
   return dataclasses.replace(settings, rule="jitrl", k_exact=0)
 
 
+def _experiences(settings, retrieve, carry: AgentCarry, observations):
+  """The memory-prompt agent's texts and the neighbours they come from."""
+  nb = retrieve(
+      carry.memory,
+      batching.stacked_views(settings, observations),
+      np.asarray([o.step for o in observations], np.int32),
+  )
+  host_nb = jax.device_get(nb)
+  experiences = [
+      prompts.format_experiences(
+          carry.action_texts,
+          host_nb.action_ids[i],
+          host_nb.returns[i],
+          host_nb.mask[i],
+          max_lines=settings.experience_lines,
+      )
+      for i in range(len(observations))
+  ]
+  return experiences, nb
+
+
+def _packer(settings, lm, generating: bool, slots: int):
+  """(keep_head, pack) of an agent: `TextGameAgent.pack` and how much of a
+  prompt cut in the middle its start keeps (at least the reused head)."""
+  packed = (
+      not generating
+      and settings.scoring_layout == "packed"
+      and lm.encode_prefix is not None
+  )
+  prefix_ids = batching.prompt_prefix(lm) if packed else []
+  prefix_cache = []
+
+  def pack(inputs, *, min_tokens=0):
+    """The packed layout of `prepare`'s inputs, and decide's extras."""
+    if not packed:
+      return inputs, {}
+    extras = {}
+    stripped = batching.strip_prefix(inputs, prefix_ids, lm.pad_id)
+    if stripped is not None:
+      if not prefix_cache:
+        prefix_cache.append(
+            jax.jit(lm.encode_prefix)(
+                lm.params, jnp.asarray(prefix_ids, jnp.int32)
+            )
+        )
+      inputs, extras["prefix"] = stripped, prefix_cache[0]
+    width = min(min_tokens, inputs.candidate_tokens.shape[2])
+    inputs, extras["layout"] = batching.packed_layout(
+        inputs, extra_tokens=slots * width, pad_id=lm.pad_id
+    )
+    return inputs, extras
+
+  return max(32, len(prefix_ids) + 1), pack
+
+
 def make_agent(
     name: str,
     lm: lm_lib.LanguageModel,
@@ -359,13 +414,7 @@ def make_agent(
     memory = memory_lib.init(settings.memory_capacity, settings.view_sizes)
     return restore(memory, {}, 0)
 
-  packed = (
-      not generating
-      and settings.scoring_layout == "packed"
-      and lm.encode_prefix is not None
-  )
-  prefix_ids = batching.prompt_prefix(lm) if packed else []
-  prefix_cache = []
+  keep_head, pack = _packer(settings, lm, generating, slots)
 
   def prepare(observations, experiences=None, *, min_tokens=0):
     if generating:
@@ -376,28 +425,8 @@ def make_agent(
         observations,
         experiences,
         min_tokens=min_tokens,
-        keep_head=max(32, len(prefix_ids) + 1),
+        keep_head=keep_head,
     )
-
-  def pack(inputs, *, min_tokens=0):
-    """The packed layout of `prepare`'s inputs, and decide's extras."""
-    if not packed:
-      return inputs, {}
-    extras = {}
-    stripped = batching.strip_prefix(inputs, prefix_ids, lm.pad_id)
-    if stripped is not None:
-      if not prefix_cache:
-        prefix_cache.append(
-            jax.jit(lm.encode_prefix)(
-                lm.params, jnp.asarray(prefix_ids, jnp.int32)
-            )
-        )
-      inputs, extras["prefix"] = stripped, prefix_cache[0]
-    width = min(min_tokens, inputs.candidate_tokens.shape[2])
-    inputs, extras["layout"] = batching.packed_layout(
-        inputs, extra_tokens=slots * width, pad_id=lm.pad_id
-    )
-    return inputs, extras
 
   def act(carry: AgentCarry, observations, key) -> list[Choice]:
     """Host wrapper: B observations -> B choices; the key is consumed."""
@@ -407,22 +436,7 @@ def make_agent(
       )
     experiences, nb = None, None
     if name == "memory-prompt":
-      nb = retrieve(
-          carry.memory,
-          batching.stacked_views(settings, observations),
-          np.asarray([o.step for o in observations], np.int32),
-      )
-      host_nb = jax.device_get(nb)
-      experiences = [
-          prompts.format_experiences(
-              carry.action_texts,
-              host_nb.action_ids[i],
-              host_nb.returns[i],
-              host_nb.mask[i],
-              max_lines=settings.experience_lines,
-          )
-          for i in range(len(observations))
-      ]
+      experiences, nb = _experiences(settings, retrieve, carry, observations)
     longest = int(np.max(jax.device_get(carry.table.lengths))) if slots else 0
     inputs = prepare(observations, experiences, min_tokens=longest)
     inputs = inputs._replace(neighbours=nb)
