@@ -11,7 +11,7 @@ export JITRL_ROM_DIR
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test gemma bench suite report bazel-test notebooks lab format clean
+.PHONY: venv demo test gemma bench suite report bazel-test notebooks lab format clean web
 
 venv: $(STAMP)
 
@@ -82,3 +82,16 @@ lab: $(STAMP)
 
 clean:
 	rm -rf $(VENV) bazel-* .pytest_cache
+
+# MiniWoB++ web tasks: Chromium and chromedriver from apt where either is
+# missing (with sudo unless root), then the `web` extra (miniwob, selenium).
+# With them installed, `make test` also runs tests/miniwob_env_test.py (CI
+# does: .ci/run).
+web: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  echo "installing chromium chromium-driver (apt)"; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -q chromium chromium-driver; \
+	fi
+	$(VPY) -m pip install -q -e '.[web]'

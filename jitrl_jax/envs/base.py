@@ -249,6 +249,7 @@ def with_fallback(
 # use so that the games' dependencies load only when a game is made.
 _FACTORIES: dict[str, Callable[..., TextEnv] | str] = {
     "jericho": "jitrl_jax.envs.jericho:JerichoEnv",
+    "miniwob": "jitrl_jax.envs.miniwob:MiniWoBEnv",
     "twx": "jitrl_jax.envs.textworld_express:TextWorldExpressEnv",
 }
 

@@ -58,6 +58,8 @@ HEAVY_MODULES = (
     "jericho",
     "jitrl_jax.agents",
     "jitrl_jax.envs.jericho",
+    "jitrl_jax.envs.miniwob",
+    "jitrl_jax.envs.miniwob_actions",
     "jitrl_jax.envs.textworld_express",
     "jitrl_jax.models.gemma_gguf",
     "jitrl_jax.models.loading",
