@@ -24,7 +24,7 @@ from jitrl_jax.models import gemma_gguf
 
 def run(quick: bool = False) -> str:
   """Runs the benchmark; returns a markdown section."""
-  title = "## Language model (Gemma 3 270M, float32, CPU)"
+  title = "## Gemma 3 270M against torch (float32, CPU)"
   missing = gemma_gguf._missing_packages()  # pylint: disable=protected-access
   if missing:
     return (

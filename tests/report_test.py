@@ -526,6 +526,7 @@ class BenchmarksTest(absltest.TestCase):
         [s["module"] for s in data["sections"] if s["module"]],
         [
             "agent_bench",
+            "gemma_bench",
             "generate_bench",
             "lm_bench",
             "retrieval_bench",
