@@ -149,10 +149,9 @@ def matmul_rate(reps: int, n: int = 2048) -> float:
   return 2 * n**3 / timing.median_seconds(lambda: f(a, a), max(reps, 3))
 
 
-def measure(b: int, *, lm, reps: int, entries: int = MEMORY_ENTRIES):
-  """Latencies (seconds) of the decision and its parts for B games."""
-  rng = np.random.default_rng(0)
-  agent = agent_lib.make_agent(
+def _bench_agent(lm, entries: int):
+  """The benchmark's `jitrl` agent: the shapes of the module docstring."""
+  return agent_lib.make_agent(
       "jitrl",
       lm,
       memory_capacity=entries,
@@ -165,6 +164,12 @@ def measure(b: int, *, lm, reps: int, entries: int = MEMORY_ENTRIES):
       memory_candidate_slots=MEMORY_SLOTS,
       max_observation_chars=MAX_CHARS,
   )
+
+
+def measure(b: int, *, lm, reps: int, entries: int = MEMORY_ENTRIES):
+  """Latencies (seconds) of the decision and its parts for B games."""
+  rng = np.random.default_rng(0)
+  agent = _bench_agent(lm, entries)
   memory = _fill_memory(agent, agent.init(), entries, rng)
   texts = {agent_lib.action_id(str(a)): str(a) for a in range(40)}
   state = agent.restore(memory, texts, 1)
@@ -254,19 +259,7 @@ def compare_layouts(*, lm, reps: int, entries: int = MEMORY_ENTRIES):
     reused}} and the host-side timings {prepare_s, pack_s, table_s}.
   """
   rng = np.random.default_rng(0)
-  agent = agent_lib.make_agent(
-      "jitrl",
-      lm,
-      memory_capacity=entries,
-      beta=1.0,
-      history_turns=0,
-      list_actions=False,
-      prompt_buckets=(512,),
-      candidate_buckets=(32,),
-      token_buckets=(8,),
-      memory_candidate_slots=MEMORY_SLOTS,
-      max_observation_chars=MAX_CHARS,
-  )
+  agent = _bench_agent(lm, entries)
   state = agent.init()
   obs = _observations(1, lm, rng)
   # The memory holds the query's own state with 10 positive-return actions,

@@ -27,10 +27,8 @@ from ml_collections import config_flags
 
 from experiments import episodes
 from experiments import persistence
+from experiments import run_text_game
 from jitrl_jax import agents as agent_lib
-from jitrl_jax import memory as memory_lib
-from jitrl_jax.envs import base as envs_base
-from jitrl_jax.models import checkpoint
 
 
 def _define_flags() -> None:
@@ -108,17 +106,7 @@ def main(argv: Sequence[str]) -> None:
   t0 = time.time()
   try:
     done = run_suite(cfg, suite_dir, only=_ONLY.value)
-  except (
-      ValueError,
-      agent_lib.UnknownAgentError,
-      agent_lib.NonFiniteLogitsError,
-      episodes.ConfigError,
-      envs_base.UnknownGameError,
-      envs_base.EnvironmentUnavailableError,
-      memory_lib.MemoryFileError,
-      checkpoint.ModelFileError,
-      persistence.RunDirError,
-  ) as e:
+  except run_text_game.INPUT_ERRORS + (ValueError,) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(json.dumps(done, indent=1))

@@ -44,6 +44,20 @@ from jitrl_jax import memory as memory_lib
 from jitrl_jax.envs import base as envs_base
 from jitrl_jax.models import checkpoint
 
+# Bad input: the runner prints one line that says what is wrong, no
+# traceback, and exits 2 (run_suite.py too).
+INPUT_ERRORS = (
+    agent_lib.UnknownAgentError,
+    agent_lib.NonFiniteLogitsError,
+    agent_lib.NoGeneratorError,
+    episodes.ConfigError,
+    envs_base.UnknownGameError,
+    envs_base.EnvironmentUnavailableError,
+    memory_lib.MemoryFileError,
+    checkpoint.ModelFileError,
+    persistence.RunDirError,
+)
+
 # Kept for callers of the former single-module runner (colabs/03_text_game).
 run_experiment = episodes.run_experiment
 env_kwargs = episodes.env_kwargs
@@ -121,18 +135,7 @@ def main(argv: Sequence[str]) -> None:
         after_episode=after_episode,
         kill_at=_parse_kill_at(_KILL_AT.value),
     )
-  except (
-      agent_lib.UnknownAgentError,
-      agent_lib.NonFiniteLogitsError,
-      agent_lib.NoGeneratorError,
-      episodes.ConfigError,
-      envs_base.UnknownGameError,
-      envs_base.EnvironmentUnavailableError,
-      memory_lib.MemoryFileError,
-      checkpoint.ModelFileError,
-      persistence.RunDirError,
-  ) as e:
-    # Bad input: one line that says what is wrong, no traceback.
+  except INPUT_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print()

@@ -279,15 +279,9 @@ class GemmaAgentTest(absltest.TestCase):
   def test_runner_plays_detective_with_gemma(self):
     from experiments import episodes  # pylint: disable=g-import-not-at-top
     from experiments.configs import gemma as gemma_config  # pylint: disable=g-import-not-at-top
-    from jitrl_jax.envs import base as envs_base  # pylint: disable=g-import-not-at-top
-    from jitrl_jax.envs import jericho  # pylint: disable=g-import-not-at-top
+    from tests import roms  # pylint: disable=g-import-not-at-top
 
-    try:
-      jericho.find_rom("detective")
-    except envs_base.EnvironmentUnavailableError as e:
-      if os.environ.get("CI") == "true":
-        raise
-      self.skipTest(f"{e} (CI has the ROMs: ../shared/jericho-games)")
+    roms.require_roms(self, "detective")
     cfg = gemma_config.get_config()
     cfg.episodes, cfg.steps = 1, 3
     self.assertIsInstance(episodes.build_language_model(cfg), type(self.lm))

@@ -18,8 +18,7 @@ import numpy as np
 
 from jitrl_jax import agents as agent_lib
 from jitrl_jax.agents import batching
-from jitrl_jax.envs import base as envs_base
-from jitrl_jax.envs import jericho
+from tests import roms
 
 _ROOM = (
     "Kitchen. You are in a small kitchen. A fridge stands by the door; on "
@@ -101,12 +100,7 @@ class PackedAgentTest(absltest.TestCase):
     from experiments import episodes  # pylint: disable=g-import-not-at-top
     from experiments.configs import text_game  # pylint: disable=g-import-not-at-top
 
-    try:
-      jericho.find_rom("detective")
-    except envs_base.EnvironmentUnavailableError as e:
-      if os.environ.get("CI") == "true":
-        raise
-      self.skipTest(f"{e} (CI has the ROMs: ../shared/jericho-games)")
+    roms.require_roms(self, "detective")
     cfg = text_game.get_config("detective")
     cfg.episodes, cfg.steps = 1, 30
     cfg.agents = ("jitrl",)

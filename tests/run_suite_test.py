@@ -13,8 +13,7 @@ from absl.testing import absltest
 
 from experiments import run_suite
 from experiments.configs import suite as suite_config
-from jitrl_jax.envs import base as envs_base
-from jitrl_jax.envs import jericho
+from tests import roms
 
 
 def _config():
@@ -33,13 +32,7 @@ class RunSuiteTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    try:
-      for game in _config().games:
-        jericho.find_rom(game)
-    except envs_base.EnvironmentUnavailableError as e:
-      if os.environ.get("CI") == "true":
-        raise
-      self.skipTest(f"{e} (CI has the ROMs: ../shared/jericho-games)")
+    roms.require_roms(self, *_config().games)
 
   def test_suite_runs_every_game_and_resumes(self):
     cfg = _config()

@@ -193,21 +193,18 @@ def packed_score_fn(
   Returns:
     [C] float32 summed log-probabilities, ``-inf`` for masked candidates.
   """
-  lens = candidate_lengths.astype(jnp.int32)
-  total = packed_token_logprobs(
+  token_logp = packed_token_logprobs(
       graphdef,
       state,
       prompt_ids,
       prompt_len,
-      candidate_ids,
-      lens,
+      candidate_lengths=candidate_lengths,
+      candidate_ids=candidate_ids,
       total_len=total_len,
       num_targets=num_targets,
       prefix=prefix,
-  ).sum(axis=-1)
-  if normalise:
-    total = total / jnp.maximum(lens, 1).astype(jnp.float32)
-  return jnp.where(lens > 0, total, -jnp.inf)
+  )
+  return scoring.sum_scores(token_logp, candidate_lengths, normalise=normalise)
 
 
 def encode_prefix(

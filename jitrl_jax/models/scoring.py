@@ -360,10 +360,19 @@ def score_candidates_batch(
       candidate_ids,
       candidate_lengths,
   )
+  return sum_scores(token_logp, candidate_lengths, normalise=normalise)
+
+
+def sum_scores(
+    token_logp: jax.Array, candidate_lengths: jax.Array, *, normalise: bool
+) -> jax.Array:
+  """[..., C, T] per-token log-probs -> [..., C] scores (sum, or mean with
+  `normalise`), ``-inf`` where the length is 0."""
+  lens = candidate_lengths.astype(jnp.int32)
   total = token_logp.sum(axis=-1)
   if normalise:
-    total = total / jnp.maximum(candidate_lengths, 1).astype(jnp.float32)
-  return jnp.where(candidate_lengths > 0, total, -jnp.inf)
+    total = total / jnp.maximum(lens, 1).astype(jnp.float32)
+  return jnp.where(lens > 0, total, -jnp.inf)
 
 
 def score_candidates_fn(
