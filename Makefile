@@ -11,7 +11,7 @@ export JITRL_ROM_DIR
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test gemma bench suite report bazel-test notebooks lab format clean web
+.PHONY: venv demo test gemma bench suite report bazel-test notebooks lab format clean web web-install web-suite
 
 venv: $(STAMP)
 
@@ -85,9 +85,9 @@ clean:
 
 # MiniWoB++ web tasks: Chromium and chromedriver from apt where either is
 # missing (with sudo unless root), then the `web` extra (miniwob, selenium).
-# With them installed, `make test` also runs tests/miniwob_env_test.py (CI
-# does: .ci/run).
-web: $(STAMP)
+# With them installed, `make test` also runs the browser tests
+# (tests/miniwob_env_test.py, tests/web_suite_test.py; CI does: .ci/run).
+web-install: $(STAMP)
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  echo "installing chromium chromium-driver (apt)"; \
@@ -95,3 +95,19 @@ web: $(STAMP)
 	  $$SUDO apt-get install -y -q chromium chromium-driver; \
 	fi
 	$(VPY) -m pip install -q -e '.[web]'
+
+# `make web`: installs the above, then a short suite (two tasks, three
+# episodes each, static against jitrl; a few minutes on 2 CPU cores) into a
+# new directory under runs/.
+web: web-install
+	$(VPY) -m experiments.run_web_suite --config=experiments/configs/web_suite.py \
+	    --config.tasks="('click-button','enter-text')" --config.episodes=3 \
+	    --config.agents="('static','jitrl')" \
+	    --config.screenshots.task=enter-text \
+	    --suite_dir=runs/miniwob-short-$$(date +%Y%m%d-%H%M%S)
+
+# The README's MiniWoB++ suite: twelve tasks x 20 episodes, four agents, in
+# runs/miniwob-suite-seed$(SEED) (resumable: the same command continues it).
+web-suite: web-install
+	$(VPY) -m experiments.run_web_suite --config=experiments/configs/web_suite.py \
+	    --config.seed=$(SEED) --suite_dir=runs/miniwob-suite-seed$(SEED)

@@ -94,8 +94,9 @@ def game_seed(cfg, episode: int, game: int) -> int:
   return int(cfg.game_seed)
 
 
-def decision_key(cfg, episode: int, step: int) -> jax.Array:
-  key = jax.random.key(int(cfg.seed))
+def decision_key(cfg, episode: int, step: int, seed=None) -> jax.Array:
+  """The act key of a step: (config.seed, or `seed`) folded with both."""
+  key = jax.random.key(int(cfg.seed if seed is None else seed))
   return jax.random.fold_in(jax.random.fold_in(key, episode), step)
 
 
@@ -225,13 +226,22 @@ def play_episode(
     *,
     kill_at,
     position,
+    game_seeds=None,
+    key_seed=None,
+    on_step=None,
 ):
-  """Plays B games side by side; returns trajectories, scores, step rows."""
+  """Plays B games side by side; returns trajectories, scores, step rows.
+
+  `game_seeds` (B seeds) and `key_seed` replace `game_seed` and config.seed
+  where a suite derives them (the web suite); `on_step(step, envs)` is
+  called before every decision and once at the end (the web suite's
+  screenshots).
+  """
   b = len(envs)
   writes = agent_name in agent_lib.GENERATING_AGENT_NAMES
-  results = [
-      env.reset(seed=game_seed(cfg, episode, i)) for i, env in enumerate(envs)
-  ]
+  if game_seeds is None:
+    game_seeds = [game_seed(cfg, episode, i) for i in range(b)]
+  results = [env.reset(seed=s) for env, s in zip(envs, game_seeds)]
   recent = [[] for _ in range(b)]
   trajs = [_new_trajectory(envs[i], r) for i, r in enumerate(results)]
   done = [False] * b
@@ -245,6 +255,8 @@ def play_episode(
         os.kill(os.getpid(), signal.SIGKILL)
       if all(done):
         break
+      if on_step is not None:
+        on_step(step, envs)
       fallback = [False] * b
       for i in range(b):
         if not done[i]:
@@ -255,7 +267,9 @@ def play_episode(
               envs[i], results[i], recent[i], step, raw
           )
           fallback[i] = not writes and not [a for a in raw if a and a.strip()]
-      choices = agent.act(state, observations, decision_key(cfg, episode, step))
+      choices = agent.act(
+          state, observations, decision_key(cfg, episode, step, key_seed)
+      )
       for i in range(b):
         if done[i]:
           continue
@@ -276,6 +290,8 @@ def play_episode(
             score=f"{np.mean([r.score for r in results]):.2f}",
             memory=int(memory_lib.size(state.memory)),
         )
+  if on_step is not None:
+    on_step(len(rows), envs)
   trajectories, notes = _finish_trajectories(
       cfg, agent_name, trajs, lm, task_id, episode
   )

@@ -72,8 +72,8 @@ class Settings:
     exact_threshold: similarity above which an entry is in the exact tier.
     p_explore: reference rule: None for the adaptive text-game rule, a float
       for a constant.
-    web: reference rule for web tasks: w = 1 and p_explore = 0.05 (unless
-      given).
+    web: web tasks: the reference rule's w = 1 and p_explore = 0.05 (unless
+      given), and the text agents' web system prompt.
     reference_probabilities: reference rule's p: "softmax" (softmax of z
       over the candidates) or "exp" (exp z).
     tau0: first threshold of the reference schedule (threshold None).
@@ -83,7 +83,8 @@ class Settings:
       ignores it.
     similarity_method: exact Jaccard kernel (`similarity.jaccard`).
     memory_capacity: M, rows of the memory's ring buffer.
-    view_sizes: set size S of each view (history, current for text games).
+    view_sizes: set size S of each view (history, current for text games;
+      history, current, task for web tasks: `batching.state_views`).
     view_ngrams: word n-gram order of each view.
     multiset: multiset (True) or set Jaccard.
     reference_filter: drop words with non-alphanumeric characters.

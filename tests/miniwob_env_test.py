@@ -7,7 +7,6 @@ CI=true, where they fail instead (CI installs them: `make web`).
 """
 
 import importlib
-import importlib.util
 import os
 import signal
 import tempfile
@@ -19,8 +18,7 @@ from absl.testing import parameterized
 
 from jitrl_jax import envs
 from jitrl_jax.envs import miniwob_actions as actions_lib
-
-_CI = os.environ.get("CI") == "true"
+from tests import browser
 
 # A page as core.getDOMInfo() gives it: a label before an input, a checkbox
 # inside its label, two spans of the same text, an empty box, a named input.
@@ -156,28 +154,6 @@ class ActionGrammarTest(absltest.TestCase):
     self.assertIn("miniwob", envs.base.registered_prefixes())
 
 
-def _require_browser():
-  """Skips (fails under CI=true) where miniwob or the browser is missing."""
-  from jitrl_jax.envs import miniwob as miniwob_env  # pylint: disable=g-import-not-at-top
-
-  missing = []
-  if importlib.util.find_spec("miniwob") is None:
-    missing.append("the miniwob package (pip install -e '.[web]')")
-  for variable, default in (
-      ("MINIWOB_CHROME_BINARY", miniwob_env.DEFAULT_CHROME_BINARY),
-      ("MINIWOB_CHROMEDRIVER", miniwob_env.DEFAULT_CHROMEDRIVER),
-  ):
-    path = os.environ.get(variable, default)
-    if not os.access(path, os.X_OK):
-      missing.append(f"{path} (apt-get install chromium chromium-driver)")
-  if not missing:
-    return
-  reason = "MiniWoB++ needs " + "; ".join(missing) + " (`make web`)"
-  if _CI:
-    raise AssertionError(reason + ": CI=true, where the browser is required")
-  raise absltest.SkipTest(reason)
-
-
 def _process_table() -> dict[int, tuple[str, int]]:
   """pid -> (command name, parent pid) of the live processes, from /proc."""
   table = {}
@@ -236,7 +212,7 @@ class MiniWoBEnvTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    _require_browser()
+    browser.require_browser()
     cls.env = envs.make_env("miniwob:click-button")
     cls.addClassCleanup(cls.env.close)
 
@@ -376,7 +352,7 @@ class BrowserLifecycleTest(parameterized.TestCase):
 
   def setUp(self):
     super().setUp()
-    _require_browser()
+    browser.require_browser()
     self.before = _browser_processes()
     self.before_files = _browser_temp_files()
 

@@ -49,12 +49,14 @@ class DecisionInput(NamedTuple):
 def state_views(
     settings: config_lib.Settings, current: str, history: str, task: str = ""
 ) -> tuple[TokenSet, ...]:
-  """The (history, current) views of a state as padded token sets.
+  """The views of a state as padded token sets, one per `view_sizes` entry.
 
-  The task is constant within a game, so it is not a state feature here.
+  Two views are (history, current): a game's task is the same in every
+  state, so it is no state feature there. Three are (history, current,
+  task), for environments whose task changes between episodes (a web
+  task's utterance names other targets in every instance).
   """
-  del task
-  texts = (history, current)
+  texts = (history, current, task)[: len(settings.view_sizes)]
   return tuple(
       token_sets.text_token_set(
           t,
@@ -140,6 +142,7 @@ def prepare(
             max_observation_chars=settings.max_observation_chars,
             max_tokens=max(settings.prompt_buckets),
             keep_head=keep_head,
+            system=prompts.system_prompt(settings.web),
         )
     )
     cand_rows.append(
@@ -190,7 +193,9 @@ def prepare(
 # The packed layout (`Settings.scoring_layout == "packed"`).
 
 
-def prompt_prefix(lm: lm_lib.LanguageModel) -> list[int]:
+def prompt_prefix(
+    lm: lm_lib.LanguageModel, system: str = prompts.SYSTEM_PROMPT
+) -> list[int]:
   """The prompt head every step's prompt starts with: the tokens of the
   rendered system turn up to where the user text begins (encoded once per
   run and reused, `LanguageModel.encode_prefix`).
@@ -199,8 +204,8 @@ def prompt_prefix(lm: lm_lib.LanguageModel) -> list[int]:
   user text, less one token (a merge across the boundary could differ); a
   prompt that does not start with it is scored without reuse.
   """
-  a = lm.encode(lm.render_prompt(prompts.SYSTEM_PROMPT, "Now: a"))
-  b = lm.encode(lm.render_prompt(prompts.SYSTEM_PROMPT, "Goal: b"))
+  a = lm.encode(lm.render_prompt(system, "Now: a"))
+  b = lm.encode(lm.render_prompt(system, "Goal: b"))
   n = 0
   while n < min(len(a), len(b)) and a[n] == b[n]:
     n += 1

@@ -192,6 +192,7 @@ def prepare(
           max_tokens=max(settings.prompt_buckets),
           question=prompts.WRITE_QUESTION,
           reply_prefix=lm.reply_prefix,
+          system=prompts.system_prompt(settings.web),
       )
       for obs in observations
   ]

@@ -17,6 +17,17 @@ SYSTEM_PROMPT = (
     "You are playing a text adventure game. Read what the game says and "
     "reply with exactly one command that makes progress toward the goal."
 )
+# Web tasks (`Settings.web`): the page is a listing of its elements and the
+# commands are the grammar of `jitrl_jax.envs.miniwob_actions`.
+WEB_SYSTEM_PROMPT = (
+    "You are using a web page. Read the goal and the page's elements and "
+    "reply with exactly one command that makes progress toward the goal."
+)
+
+
+def system_prompt(web: bool) -> str:
+  """The system turn: the text-game one, or the web one (`Settings.web`)."""
+  return WEB_SYSTEM_PROMPT if web else SYSTEM_PROMPT
 
 
 # The generating agents' question and the start of their reply. Measured on
@@ -125,6 +136,7 @@ def prompt_ids(
     keep_head: int = 32,
     question: str = "What is your next command?",
     reply_prefix: str = "",
+    system: str = SYSTEM_PROMPT,
 ) -> list[int]:
   """The token ids of one game's prompt, at most `max_tokens` of them.
 
@@ -145,6 +157,7 @@ def prompt_ids(
     question: the user turn's last line.
     reply_prefix: text after the template's reply start (the reply begins
       with it; the LM continues it).
+    system: the system turn (`system_prompt`).
 
   Returns:
     The ids, at most `max_tokens`.
@@ -153,7 +166,7 @@ def prompt_ids(
   for turns in range(history_turns, -1, -1):
     text = (
         render_prompt(
-            SYSTEM_PROMPT,
+            system,
             build_user_message(
                 obs,
                 history_turns=turns,

@@ -324,7 +324,11 @@ def _packer(settings, lm, generating: bool, slots: int):
       and settings.scoring_layout == "packed"
       and lm.encode_prefix is not None
   )
-  prefix_ids = batching.prompt_prefix(lm) if packed else []
+  prefix_ids = (
+      batching.prompt_prefix(lm, prompts.system_prompt(settings.web))
+      if packed
+      else []
+  )
   prefix_cache = []
 
   def pack(inputs, *, min_tokens=0):
@@ -376,6 +380,7 @@ def make_agent(
     UnknownAgentError: for an unknown name.
     NoGeneratorError: a generating agent on an LM without a generator.
     TypeError: for an unknown keyword.
+    ValueError: view_sizes with other than two or three views.
   """
   check_agent_name(name)
   base = config_lib.as_dict(
@@ -384,6 +389,12 @@ def make_agent(
   base.update(kwargs)
   settings, hyper, _ = config_lib.split_kwargs(base)
   settings = agent_settings(name, settings)
+  if len(settings.view_sizes) not in (2, 3):
+    raise ValueError(
+        "a text agent has two views (history, current) or three (history, "
+        f"current, task); view_sizes {settings.view_sizes} has "
+        f"{len(settings.view_sizes)}"
+    )
   generating = name in GENERATING_AGENT_NAMES
   decide, num_compiles, t_max, slots = _decision(name, settings, hyper, lm)
   retrieve = jax.jit(
