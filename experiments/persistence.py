@@ -195,7 +195,14 @@ def _json_form(obj: Any) -> Any:
 
 
 def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
-  """'key: stored -> current' for every leaf that differs."""
+  """'key: stored -> current' for every leaf that differs.
+
+  A key the stored config lacks whose current value is empty ((), [] or
+  None) is no difference: a setting added to the library after the run
+  started, at its neutral default (e.g. `view_floors`), changes nothing.
+  """
+  if stored == "<absent>" and current in ((), [], None):
+    return []
   if isinstance(stored, dict) and isinstance(current, dict):
     out = []
     for key in sorted(set(stored) | set(current)):

@@ -60,6 +60,9 @@ class Settings:
     rule: "jitrl" (docs/method.md sections 5, 7) or "reference" (section 9).
     k: neighbours retrieved per state (K).
     view_weights: weight of each view in the similarity (section 3).
+    view_floors: () or one minimum Jaccard per view: an entry below any
+      floor is no neighbour (`similarity.weighted_jaccard`; the authors'
+      web key, section 9).
     threshold: similarity threshold tau; a float, a function of the step
       within the episode, or None for the rule's default (0.0 for jitrl,
       `retrieval.reference_threshold` from `tau0` for reference).
@@ -123,6 +126,7 @@ class Settings:
   rule: str = "jitrl"
   k: int = 10
   view_weights: tuple[float, ...] = (0.3, 0.7)
+  view_floors: tuple[float, ...] = ()
   threshold: float | Callable[[jax.Array], jax.Array] | None = None
   greedy: bool = False
   stochastic_bonus: bool = True
@@ -172,6 +176,7 @@ class Settings:
     # Sequences from configs (lists) become tuples: the dataclass is hashed.
     for name in (
         "view_weights",
+        "view_floors",
         "view_sizes",
         "view_ngrams",
         "prompt_buckets",
@@ -247,6 +252,14 @@ def _check_settings(s: "Settings") -> None:
   if sum(weights) <= 0:
     raise ValueError(
         f"view_weights must sum to a positive number, got {s.view_weights}"
+    )
+  floors = [float(f) for f in s.view_floors]
+  if floors and (
+      len(floors) != len(weights) or not all(0 <= f <= 1 for f in floors)
+  ):
+    raise ValueError(
+        "view_floors must be () or one value in [0, 1] per view weight, got "
+        f"{s.view_floors} for {len(weights)} views"
     )
   if s.kl_budget is not None and not s.kl_budget >= 0:
     raise ValueError(f"kl_budget must be >= 0, got {s.kl_budget}")

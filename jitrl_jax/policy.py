@@ -134,6 +134,7 @@ def retrieve(
       k_exact=settings.k_exact if reference else 0,
       exact_threshold=settings.exact_threshold,
       method=settings.similarity_method,
+      floors=settings.view_floors or None,
   )
 
 

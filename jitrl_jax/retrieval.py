@@ -207,6 +207,7 @@ def top_k_neighbours(
     k_exact: int = 0,
     exact_threshold: float = 0.98,
     method: str = "hash",
+    floors=None,
 ) -> Neighbours:
   """The top-k neighbours of a query by exact weighted Jaccard similarity.
 
@@ -223,12 +224,15 @@ def top_k_neighbours(
     k_exact: static size of the exact tier (0: none); output K = k + k_exact.
     exact_threshold: exact-tier similarity bar (strictly above).
     method: exact kernel, see `similarity.jaccard`.
+    floors: None, or [V] per-view minimum Jaccard: an entry below a floor
+      in any view has similarity 0, so it is never a neighbour
+      (`similarity.weighted_jaccard`).
 
   Returns:
     Neighbours, each field [k + k_exact].
   """
   sims = similarity.memory_similarity(
-      query_views, memory.views, weights, method=method
+      query_views, memory.views, weights, method=method, floors=floors
   )
   return top_k_from_similarities(
       memory,

@@ -316,17 +316,23 @@ def weighted_jaccard(
     weights,
     *,
     method: str = "hash",
+    floors=None,
 ) -> jax.Array:
-  """Weighted sum of per-view Jaccard similarities.
+  """Weighted sum of per-view Jaccard similarities, with optional floors.
 
   sim(q, e) = sum_v w_v * J(q_v, e_v), e.g. 0.3 * J(history) + 0.7 *
-  J(current) for text games (docs/method.md section 3).
+  J(current) for text games (docs/method.md section 3). With floors f,
+  sim(q, e) = 0 unless J(q_v, e_v) >= f_v for every view: a hard filter
+  (the authors' web key keeps only entries of the same normalised URL,
+  f = 1 on a URL view, and a task Jaccard of at least 0.27; a view of
+  weight 0 can filter without scoring; docs/method.md section 9).
 
   Args:
     query_views: V TokenSets, view v with ids [S_v].
     entry_views: V TokenSets, view v with ids [S_v'].
     weights: [V] float weights (not normalised here).
     method: see `jaccard`.
+    floors: None, or [V] float minimum Jaccard per view (0: no filter).
 
   Returns:
     [] float32; in [0, sum(weights)] for non-negative weights.
@@ -343,10 +349,14 @@ def weighted_jaccard(
   for v, (q, e) in enumerate(zip(query_views, entry_views)):
     _check_unique(q.ids, f"query view {v}")
     _check_unique(e.ids, f"entry view {v}")
-  sims = [
-      jaccard(q, e, method=method) for q, e in zip(query_views, entry_views)
-  ]
-  return jnp.sum(weights * jnp.stack(sims))
+  sims = jnp.stack(
+      [jaccard(q, e, method=method) for q, e in zip(query_views, entry_views)]
+  )
+  total = jnp.sum(weights * sims)
+  if floors is None:
+    return total
+  floors = _check_weights(floors, len(query_views))
+  return jnp.where(jnp.all(sims >= floors), total, 0.0).astype(jnp.float32)
 
 
 def _map_blocks(fn, rows, block_rows: int | None) -> jax.Array:
@@ -387,6 +397,7 @@ def memory_similarity(
     *,
     method: str = "hash",
     block_rows: int | None = 4096,
+    floors=None,
 ) -> jax.Array:
   """Weighted Jaccard of one query against every memory row.
 
@@ -403,6 +414,7 @@ def memory_similarity(
     weights: [V] float weights.
     method: see `jaccard`.
     block_rows: rows per block (see `_map_blocks`); None: one piece.
+    floors: None, or [V] per-view minimum Jaccard (`weighted_jaccard`).
 
   Returns:
     [M] float32.
@@ -413,7 +425,9 @@ def memory_similarity(
           f"memory view {v} ids must be [M, S], got {jnp.shape(mv.ids)}"
       )
   fn = jax.vmap(
-      lambda entry: weighted_jaccard(query_views, entry, weights, method=method)
+      lambda entry: weighted_jaccard(
+          query_views, entry, weights, method=method, floors=floors
+      )
   )
   return _map_blocks(fn, tuple(memory_views), block_rows)
 

@@ -56,6 +56,8 @@ class CheckTest(parameterized.TestCase):
       ("negative_budget", dict(kl_budget=-0.1), "kl_budget"),
       ("p_explore", dict(rule="reference", p_explore=1.5), "p_explore"),
       ("capacity", dict(memory_capacity=0), "memory_capacity"),
+      ("floor_count", dict(view_floors=(0.5,)), "view_floors"),
+      ("floor_range", dict(view_floors=(0.0, 1.5)), "view_floors"),
       ("ngrams", dict(view_ngrams=(1,)), "one entry per view"),
       ("buckets", dict(prompt_buckets=(512, 256)), "ascending"),
       ("paper_is_not_a_rule_name", dict(rule="paper"), "rule must be"),

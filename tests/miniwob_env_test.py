@@ -16,8 +16,10 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from jitrl_jax import config as config_lib
 from jitrl_jax import envs
 from jitrl_jax.envs import miniwob_actions as actions_lib
+from jitrl_jax.envs import web_key
 from tests import browser
 
 # A page as core.getDOMInfo() gives it: a label before an input, a checkbox
@@ -153,6 +155,38 @@ class ActionGrammarTest(absltest.TestCase):
   def test_registered(self):
     self.assertIn("miniwob", envs.base.registered_prefixes())
 
+  def test_unknown_state_key(self):
+    from jitrl_jax.envs import miniwob as miniwob_env  # pylint: disable=g-import-not-at-top
+
+    with self.assertRaisesRegex(ValueError, "state_key must be one of"):
+      miniwob_env.MiniWoBEnv("click-button", state_key="url")
+
+
+class WebKeyTest(parameterized.TestCase):
+  """The authors' web state key (envs/web_key.py), by hand."""
+
+  @parameterized.parameters(
+      ("http://h:7770/catalog/product/1234?q=1#top", "shop/catalog/product/ID"),
+      ("http://h:7780/a/9f86d081884c7d65/b", "h:7780/a/HASH/b"),
+      ("http://h:7770/search/filter/price/10", "shop/search"),
+      ("https://example.org/", "example.org"),
+      ("file:///usr/lib/miniwob/html/click-tab.html?x", "file/click-tab.html"),
+      ("http://h:7770/user/item-list", "shop/user/item-list"),
+  )
+  def test_normalise_url(self, url, want):
+    self.assertEqual(web_key.normalise_url(url, {7770: "shop"}), want)
+
+  def test_action_signature(self):
+    signature = web_key.action_signature(
+        ['click "Ok" (button)', "press  enter", 'click "Ok" (button)', ""]
+    )
+    self.assertEqual(signature, 'click "Ok" (button) ; press enter')
+    self.assertEqual(web_key.action_signature([]), "")
+
+  def test_authors_settings_are_valid_settings(self):
+    settings = config_lib.Settings(**web_key.AUTHORS_SETTINGS)
+    self.assertEqual(settings.view_floors, (1.0, 0.0, 0.27))
+
 
 def _process_table() -> dict[int, tuple[str, int]]:
   """pid -> (command name, parent pid) of the live processes, from /proc."""
@@ -249,6 +283,22 @@ class MiniWoBEnvTest(parameterized.TestCase):
     self.assertIsInstance(self.env, envs.TextEnv)
     self.assertEqual(self.env.name, "miniwob:click-button")
     self.assertEqual(self.env.max_score, 1.0)
+
+  def test_authors_state_key(self):
+    with envs.make_env("miniwob:click-button", state_key="authors") as env:
+      start = env.reset(seed=3)
+      views = env.view_texts()
+      self.assertEqual(views.history, "file/click-button.html")
+      self.assertEqual(
+          views.current, web_key.action_signature(env.valid_actions())
+      )
+      self.assertIn("(button)", views.current)
+      self.assertIn("Click on the", views.task)
+      # The LM still reads the element listing.
+      self.assertEqual(start.observation, self.env.reset(seed=3).observation)
+      after = env.step(env.valid_actions()[0])
+      self.assertEqual(env.view_texts().history, "file/click-button.html")
+      self.assertNotIn("actions:", after.observation)
 
   def test_seeded_reset_is_deterministic(self):
     env = self.env

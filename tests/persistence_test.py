@@ -103,6 +103,19 @@ class ResumeChecksTest(absltest.TestCase):
       episodes.run_experiment(changed, run_dir, resume=True)
     self.assertIn("game: 'twx:twc' -> 'twx:cookingworld'", str(cm.exception))
 
+  def test_setting_added_later_at_its_empty_default_may_be_resumed(self):
+    cfg = _config()
+    run_dir = self._started_run(cfg)
+    path = os.path.join(run_dir, "config.json")
+    with open(path, encoding="utf-8") as f:
+      stored = json.load(f)
+    del stored["agent"]["view_floors"]  # a run from before the setting
+    persistence.write_json(path, stored)
+    persistence.check_resumed_config(path, cfg)
+    cfg.agent.view_floors = (0.0, 0.5)
+    with self.assertRaisesRegex(persistence.RunDirError, "view_floors"):
+      persistence.check_resumed_config(path, cfg)
+
   def test_more_episodes_may_be_resumed(self):
     cfg = _config()
     run_dir = self._started_run(cfg)

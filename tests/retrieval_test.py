@@ -222,6 +222,32 @@ class TopKNeighboursTest(chex.TestCase):
         out.similarities[: len(want)], sims[want], rtol=1e-6
     )
 
+  def test_floors_keep_only_entries_above_every_floor(self):
+    rng = np.random.default_rng(2)
+    mem = _random_memory(rng, 30)
+    q = (_ts(rng.integers(0, 12, 6), 8), _ts(rng.integers(0, 12, 6), 8))
+    floors = (0.3, 0.0)
+    out = jax.jit(
+        lambda m, q: retrieval.top_k_neighbours(
+            m, q, k=30, weights=(0.3, 0.7), floors=floors
+        )
+    )(mem, q)
+    first = np.asarray(
+        jax.jit(lambda q, m: similarity.memory_similarity(q, m, (1.0, 0.0)))(
+            q, mem.views
+        )
+    )
+    kept = set(np.asarray(out.indices)[np.asarray(out.mask)].tolist())
+    self.assertTrue(kept)
+    self.assertLess(len(kept), int(np.sum(mem.valid)))
+    for i in kept:
+      self.assertGreaterEqual(first[i], 0.3)
+    dropped = [
+        i for i in range(30) if bool(mem.valid[i]) and 0 < first[i] < 0.3
+    ]
+    self.assertTrue(dropped)
+    self.assertFalse(kept & set(dropped))
+
   def test_all_padding_query_has_no_neighbours(self):
     rng = np.random.default_rng(1)
     mem = _random_memory(rng, 10)

@@ -231,12 +231,37 @@ class WeightedTest(chex.TestCase):
     # 0.3 * J({1,2},{2,3}) + 0.7 * J({5},{5}) = 0.3 * 1/3 + 0.7 * 1 = 0.8.
     np.testing.assert_allclose(f(q, e), 0.8, rtol=1e-6)
 
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_floors_filter(self):
+    q = (_ts([1, 2], 4), _ts([5], 3))
+    e = (_ts([2, 3], 4), _ts([5], 3))
+    f = self.variant(
+        lambda q, e, floors: similarity.weighted_jaccard(
+            q, e, (0.3, 0.7), floors=floors
+        )
+    )
+    # J = (1/3, 1): floors at or under both keep 0.8; one above drops it.
+    np.testing.assert_allclose(f(q, e, (0.0, 0.0)), 0.8, rtol=1e-6)
+    np.testing.assert_allclose(f(q, e, (1 / 3, 1.0)), 0.8, rtol=1e-6)
+    self.assertEqual(float(f(q, e, (0.34, 0.0))), 0.0)
+    np.testing.assert_allclose(f(q, e, (0.0, 1.0)), 0.8, rtol=1e-6)
+    # A weight-0 view still filters: the URL view of the authors' web key.
+    g = self.variant(
+        lambda q, e: similarity.weighted_jaccard(
+            q, e, (0.0, 1.0), floors=(1.0, 0.0)
+        )
+    )
+    self.assertEqual(float(g(q, e)), 0.0)
+    np.testing.assert_allclose(g(e, e), 1.0, rtol=1e-6)
+
   def test_weight_shape_checked(self):
     q = (_ts([1], 2),)
     with self.assertRaisesRegex(ValueError, "weights"):
       similarity.weighted_jaccard(q, q, (0.5, 0.5))
     with self.assertRaisesRegex(ValueError, "views"):
       similarity.weighted_jaccard(q, q + q, (1.0,))
+    with self.assertRaisesRegex(ValueError, "weights must have shape"):
+      similarity.weighted_jaccard(q, q, (1.0,), floors=(0.5, 0.5))
 
 
 def _random_memory(rng, m, sizes, universe=40):
@@ -276,6 +301,26 @@ class MemorySimilarityTest(parameterized.TestCase):
         )
         for i in range(50)
     ]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+  def test_floors_match_python_loop(self):
+    rng = np.random.default_rng(3)
+    sizes, weights, floors = (16, 24), (0.3, 0.7), (0.2, 0.1)
+    mem, raws = _random_memory(rng, 60, sizes, universe=20)
+    q_raw = [list(rng.integers(0, 20, 12)) for _ in sizes]
+    q = tuple(_ts(r, s) for r, s in zip(q_raw, sizes))
+    got = jax.jit(
+        lambda q, m: similarity.memory_similarity(
+            q, m, weights, floors=floors, block_rows=16
+        )
+    )(q, mem)
+    want = []
+    for i in range(60):
+      js = [_oracle_multiset(qr, raw[i]) for qr, raw in zip(q_raw, raws)]
+      keep = all(j >= f for j, f in zip(js, floors))
+      want.append(sum(w * j for w, j in zip(weights, js)) if keep else 0.0)
+    self.assertGreater(sum(w == 0.0 for w in want), 0)  # some filtered
+    self.assertGreater(sum(w > 0.0 for w in want), 0)  # some kept
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
   def test_blocks_equal_one_piece(self):

@@ -12,11 +12,21 @@ same instances. The agents are the text-game agents with the web switch
 (`Settings.web`: the web system prompt, and the reference rule's web
 exploration), a third view for the task's utterance, and MiniWoB's rewards
 as they are (in [-1, 1]; success is a reward > 0).
+
+  --config=experiments/configs/web_suite.py:authors
+
+keys states by the authors' web key instead (`jitrl_jax/envs/web_key.py`:
+the normalised URL as a hard filter, 0.7 x the action signature's Jaccard
++ 0.3 x the task's, a task Jaccard of at least 0.27).
 """
 
 import ml_collections
 
 from experiments.configs import text_game
+from jitrl_jax.envs import web_key
+
+# State keys: this project's views by rule, or the authors' web key.
+KEYS = ("views", "authors")
 
 # The twelve tasks of the suite: single clicks, clicks found by reading
 # (tabs, collapsibles, a tree), several clicks, typing, and a form.
@@ -36,8 +46,15 @@ TASKS = (
 )
 
 
-def get_config() -> ml_collections.ConfigDict:
-  """The web suite's config: tasks, agents, the browser and the agent."""
+def get_config(key: str = "views") -> ml_collections.ConfigDict:
+  """The web suite's config: tasks, agents, the browser and the agent.
+
+  Args:
+    key: "views" (the listing, the actions so far, the utterance) or
+      "authors" (`web_key`).
+  """
+  if key not in KEYS:
+    raise ValueError(f"key must be one of {KEYS}, got {key!r}")
   c = text_game.get_config("detective")
   c.name = "miniwob-suite"
   c.game = "miniwob-suite"
@@ -66,4 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.agent.history_turns = 2
   c.agent.max_observation_chars = 2000
   c.agent.memory_capacity = 8192
+  if key == "authors":
+    c.name = "miniwob-suite-authors-key"
+    c.env.state_key = "authors"
+    for name, value in web_key.AUTHORS_SETTINGS.items():
+      c.agent[name] = value
   return c

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 
 from jitrl_jax.envs import base
 from jitrl_jax.envs import miniwob_actions as actions_lib
+from jitrl_jax.envs import web_key
 
 DEFAULT_TASK = "click-button"
 DEFAULT_CHROME_BINARY = "/usr/bin/chromium"
@@ -69,6 +70,8 @@ INSTALL_HINT = (
     "or point MINIWOB_CHROME_BINARY and MINIWOB_CHROMEDRIVER at them; "
     "SE_OFFLINE=true keeps selenium from downloading a driver"
 )
+# How `view_texts()` describes a state (the constructor's state_key).
+STATE_KEYS = ("views", "authors")
 _SYNC_SCREEN_ID = "sync-task-cover"  # present once a page has loaded
 
 
@@ -226,6 +229,7 @@ class MiniWoBEnv:
       chrome_binary: str | None = None,
       chromedriver: str | None = None,
       command_timeout_s: float = 30.0,
+      state_key: str = "views",
   ):
     """Starts Chromium on the task's page (not yet reset).
 
@@ -245,12 +249,21 @@ class MiniWoBEnv:
         /usr/bin/chromedriver.
       command_timeout_s: the longest wait for one browser command; a
         browser that does not answer in time counts as dead.
+      state_key: what `view_texts()` describes the state by: "views" (the
+        element listing, the actions so far, the utterance) or "authors"
+        (the action signature, the normalised URL, the utterance: the
+        authors' web key, `web_key`). The observation is the listing
+        either way.
 
     Raises:
       UnknownGameError: not a MiniWoB++ task.
       EnvironmentUnavailableError: miniwob, selenium, Chromium or
         chromedriver is missing, or the browser does not start.
     """
+    if state_key not in STATE_KEYS:
+      raise ValueError(
+          f"state_key must be one of {STATE_KEYS}, got {state_key!r}"
+      )
     self._web = _import_web()
     tasks = available_tasks()
     if task not in tasks:
@@ -280,6 +293,8 @@ class MiniWoBEnv:
     self._headless = headless
     self._data_mode = data_mode
     self._timeout_s = command_timeout_s
+    self._state_key = state_key
+    self._url = ""
     self._instance = None
     self._finalizer = None
     self._start_browser()
@@ -414,7 +429,7 @@ class MiniWoBEnv:
     self._score = 0.0
     self._actions = ()
     return base.StepResult(
-        observation=self.view_texts().current,
+        observation=self._listing(),
         reward=0.0,
         score=0.0,
         done=False,
@@ -433,6 +448,7 @@ class MiniWoBEnv:
     if isinstance(utterance, dict):
       utterance = utterance.get("utterance", "")
     self._utterance = base.clean_text(str(utterance))
+    self._url = web_key.normalise_url(self._driver.current_url)
     self._page_state()
 
   def step(self, action: str) -> base.StepResult:
@@ -478,7 +494,7 @@ class MiniWoBEnv:
       info["reason"] = metadata.get("reason")
       info["raw_reward"] = float(metadata.get("raw_reward") or 0.0)
     return base.StepResult(
-        observation=self.view_texts().current,
+        observation=self._listing(),
         reward=reward,
         score=self._score,
         done=self._done,
@@ -517,13 +533,20 @@ class MiniWoBEnv:
         actions_lib.candidate_actions(self._elements, values), FALLBACK_ACTIONS
     )
 
-  def view_texts(self) -> base.ViewTexts:
+  def _listing(self) -> str:
     if self._done or not self._started:
-      current = "(episode over)" if self._done else "(not started)"
-    else:
-      current = actions_lib.listing_text(self._elements)
+      return "(episode over)" if self._done else "(not started)"
+    return actions_lib.listing_text(self._elements)
+
+  def view_texts(self) -> base.ViewTexts:
+    if self._state_key == "authors":
+      return base.ViewTexts(
+          current=web_key.action_signature(self.valid_actions()),
+          history=self._url,
+          task=self._utterance,
+      )
     return base.ViewTexts(
-        current=current,
+        current=self._listing(),
         history="actions: " + ("; ".join(self._actions) or "none"),
         task=self._utterance,
     )
