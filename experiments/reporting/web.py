@@ -83,23 +83,34 @@ def web_report(
     baseline: the agent the others are compared with.
 
   Returns:
-    {"k", "seeds", "tasks", "agents", "per_task": task -> agent ->
-    {"first", "last"}, "all": agent -> {"first", "last"}, "paired": agent
-    -> McNemar of the last k, "curves": task -> agent -> [runs][E]}.
+    {"k", "seeds", "tasks", "agents", "agent_seeds": agent -> the seeds
+    that ran it, "per_task": task -> agent -> {"first", "last"}, "all":
+    agent -> {"first", "last"}, "paired": agent -> McNemar of the last k
+    (on the seeds that ran both), "curves": task -> agent -> [runs][E]}.
+
+  Raises:
+    ReportError: the runs' tasks differ.
   """
   tasks = list(runs[0]["tasks"])
-  agents = list(runs[0]["agents"])
+  agents: list[str] = []
   for r in runs:
-    if list(r["tasks"]) != tasks or list(r["agents"]) != agents:
+    if list(r["tasks"]) != tasks:
       raise runs_lib.ReportError(
-          f"seed {r['seed']}: tasks or agents differ from seed "
-          f"{runs[0]['seed']}'s"
+          f"seed {r['seed']}: tasks differ from seed {runs[0]['seed']}'s"
       )
+    agents += [a for a in r["agents"] if a not in agents]
+  # An agent is pooled over the seeds that ran it (a suite may run the
+  # costlier agents on fewer seeds); every run must have the baseline.
+  seeds_of = {a: [r["seed"] for r in runs if a in r["agents"]] for a in agents}
   per_task, pooled, curves = {}, {}, {}
   for task in tasks:
     per_task[task], curves[task] = {}, {}
     for agent in agents:
-      series = [r["agents"][agent]["tasks"][task]["success"] for r in runs]
+      series = [
+          r["agents"][agent]["tasks"][task]["success"]
+          for r in runs
+          if agent in r["agents"]
+      ]
       curves[task][agent] = series
       first = [x for s in series for x in s[:k]]
       last = [x for s in series for x in s[-k:]]
@@ -115,6 +126,8 @@ def web_report(
       a, b = [], []
       for task in tasks:
         for r in runs:
+          if agent not in r["agents"] or baseline not in r["agents"]:
+            continue
           a += r["agents"][agent]["tasks"][task]["success"][-k:]
           b += r["agents"][baseline]["tasks"][task]["success"][-k:]
       paired[agent] = _mcnemar(a, b)
@@ -126,6 +139,7 @@ def web_report(
       "episodes_per_task": min(r["episodes_per_task"] for r in runs),
       "tasks": tasks,
       "agents": agents,
+      "agent_seeds": seeds_of,
       "model": runs[0]["model"]["name"],
       "per_task": per_task,
       "all": {
@@ -150,11 +164,23 @@ def _cell(rate: Mapping[str, Any]) -> str:
   return f"{rate['rate']:.2f} ({low:.2f}-{high:.2f})"
 
 
+def _header(report: Mapping[str, Any], agent: str) -> str:
+  """`agent`, with its seeds when it ran on fewer than all of them."""
+  seeds = report["agent_seeds"][agent]
+  if len(seeds) == len(report["seeds"]):
+    return f"`{agent}`"
+  return (
+      f"`{agent}` (seed{'s' * (len(seeds) > 1)} "
+      + ", ".join(str(s) for s in seeds)
+      + ")"
+  )
+
+
 def web_table(report: Mapping[str, Any]) -> str:
   """Markdown: last-k success rate (95% CI) per task and agent; all tasks."""
   k, agents = report["k"], report["agents"]
   lines = [
-      tables.md_row(["task"] + [f"`{a}`" for a in agents]),
+      tables.md_row(["task"] + [_header(report, a) for a in agents]),
       tables.md_row(["---"] + ["---:"] * len(agents)),
   ]
   for task in report["tasks"]:
