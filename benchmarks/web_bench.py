@@ -33,7 +33,6 @@ from benchmarks import run as bench_runner
 from benchmarks import timing
 from experiments.configs import web_suite as web_suite_config
 from jitrl_jax import agents as agent_lib
-from jitrl_jax import memory as memory_lib
 from jitrl_jax.envs import base as envs_base
 
 TASKS = ("click-button", "click-checkboxes", "enter-text", "login-user")
