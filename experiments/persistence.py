@@ -58,8 +58,12 @@ PROGRESS_FORMAT = 1
 # Config keys a resumed run may change (a run can be extended).
 # The scoring layout changes how fast the LM pass runs, not the scores
 # (packing.packed_score_fn equals the padded pass), so a run may resume on
-# the other one.
-RESUMABLE_KEYS = frozenset({"episodes", "runs_root", "agent.scoring_layout"})
+# the other one. Every agent plays in its own directory with its own memory,
+# so a resumed run may name more agents or fewer (the results then cover
+# the agents named).
+RESUMABLE_KEYS = frozenset(
+    {"episodes", "runs_root", "agent.scoring_layout", "agents"}
+)
 
 
 class RunDirError(RuntimeError):

@@ -124,6 +124,14 @@ class ResumeChecksTest(absltest.TestCase):
         os.path.join(run_dir, "config.json"), longer
     )
 
+  def test_other_agents_may_be_resumed(self):
+    run_dir = self._started_run(_config())
+    fewer = _config()
+    fewer.agents = ("static",)
+    persistence.check_resumed_config(
+        os.path.join(run_dir, "config.json"), fewer
+    )
+
   @absltest.skipUnless(JAVA, "TextWorld Express needs java")
   def test_memory_without_progress_metadata_is_a_clear_error(self):
     cfg = _config()
