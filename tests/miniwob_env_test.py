@@ -9,6 +9,8 @@ CI=true, where they fail instead (CI installs them: `make web`).
 import importlib
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from unittest import mock
@@ -18,6 +20,7 @@ from absl.testing import parameterized
 
 from jitrl_jax import config as config_lib
 from jitrl_jax import envs
+from jitrl_jax.envs import miniwob as miniwob_env
 from jitrl_jax.envs import miniwob_actions as actions_lib
 from jitrl_jax.envs import web_key
 from tests import browser
@@ -144,8 +147,6 @@ class ActionGrammarTest(absltest.TestCase):
         raise ImportError(f"No module named {name!r}", name=name)
       return real(name, *args)
 
-    from jitrl_jax.envs import miniwob as miniwob_env  # pylint: disable=g-import-not-at-top
-
     with mock.patch.object(importlib, "import_module", import_module):
       with self.assertRaisesRegex(
           envs.EnvironmentUnavailableError, r"pip install -e '\.\[web\]'"
@@ -156,7 +157,6 @@ class ActionGrammarTest(absltest.TestCase):
     self.assertIn("miniwob", envs.base.registered_prefixes())
 
   def test_unknown_state_key(self):
-    from jitrl_jax.envs import miniwob as miniwob_env  # pylint: disable=g-import-not-at-top
 
     with self.assertRaisesRegex(ValueError, "state_key must be one of"):
       miniwob_env.MiniWoBEnv("click-button", state_key="url")
@@ -429,6 +429,38 @@ class BrowserLifecycleTest(parameterized.TestCase):
         env.reset(seed=0)
         pids = env.browser_processes()
         raise ValueError("on purpose")
+    self._assert_gone(pids)
+
+  def test_browsers_of_a_killed_process_are_reaped(self):
+    # A process killed outright runs no finaliser: its browser lives on
+    # until the next environment starts (miniwob.reap_orphans).
+    script = (
+        "import os, signal\n"
+        "from jitrl_jax import envs\n"
+        "env = envs.make_env('miniwob:click-button')\n"
+        "env.reset(seed=0)\n"
+        "print(' '.join(map(str, env.browser_processes())), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    self.assertEqual(done.returncode, -signal.SIGKILL, done.stderr[-2000:])
+    pids = [int(p) for p in done.stdout.split()]
+    self.assertNotEmpty(set(pids) & set(_process_table()))  # orphaned
+    env = envs.make_env("miniwob:click-button")  # reaps at its start
+    self.addCleanup(env.close)
+    deadline = time.monotonic() + 10
+    while set(pids) & set(_process_table()) and time.monotonic() < deadline:
+      time.sleep(0.1)
+    self.assertEmpty(set(pids) & set(_process_table()))
+    self.assertEmpty(miniwob_env.reap_orphans())  # env's own is not touched
+    self.assertNotEmpty(env.browser_processes())
+    env.close()
     self._assert_gone(pids)
 
   @parameterized.parameters("chromium", "chromedriver")

@@ -172,11 +172,31 @@ class WebSuiteEndToEndTest(absltest.TestCase):
     )
     self.assertEqual(sorted({r["episode"] for r in rows}), [0, 1, 2, 3])
     self.assertEqual({r["task"] for r in rows}, {"click-button", "enter-text"})
-    # Same instances for both agents: episode e of a task has one seed.
     self.assertGreater(agent_results["memory_size"], 0)
     self.assertTrue(os.path.exists(results["plot"]))
     self.assertTrue(os.path.exists(results["strip"]))
     self.assertIn("| click-button |", results["table"])
+
+  def test_generating_agents_write_web_actions(self):
+    cfg = self._config()
+    cfg.tasks = ("click-button",)
+    cfg.episodes = 1
+    cfg.agents = ("static-generate", "jitrl-generate")
+    cfg.screenshots.agent = ""
+    run_dir = tempfile.mkdtemp(prefix="jitrl-web-suite-")
+    results = web_suite.run_web_suite(cfg, run_dir, lm=self.lm)
+    for agent in cfg.agents:
+      rows = persistence.read_step_logs(
+          os.path.join(run_dir, agent, "steps.jsonl")
+      )
+      self.assertNotEmpty(rows)
+      for row in rows:
+        # The LM wrote the line; the page got it as an action of its
+        # grammar or as a recorded no-op: never a crash.
+        self.assertIn("generated_text", row)
+        self.assertIsInstance(row["game_command"], str)
+      (reward,) = results["agents"][agent]["tasks"]["click-button"]["rewards"]
+      self.assertTrue(-1.0 <= reward <= 1.0)
 
   def test_unknown_task_lists_the_tasks(self):
     cfg = self._config()

@@ -32,7 +32,9 @@ The browser: Chromium and chromedriver from the system (Debian/Ubuntu:
 `MINIWOB_CHROMEDRIVER` point elsewhere; `SE_OFFLINE=true` stops selenium
 from downloading a driver). chromedriver starts in a process group of its
 own, which `close()` empties (a context manager, garbage collection and
-interpreter exit close too). A browser that dies mid-episode ends that
+interpreter exit close too); the browsers of a process killed outright
+(SIGKILL, a crash in native code) are killed by the next environment's
+start (`reap_orphans`). A browser that dies mid-episode ends that
 episode (done, reward 0, a note) and is restarted by the next `reset`.
 """
 
@@ -72,6 +74,8 @@ INSTALL_HINT = (
 )
 # How `view_texts()` describes a state (the constructor's state_key).
 STATE_KEYS = ("views", "authors")
+PROFILE_PREFIX = "jitrl-miniwob-"  # a browser's temporary profile folder
+_OWNER_FILE = "jitrl-owner"  # in it: owner pid, its start time, driver pid
 _SYNC_SCREEN_ID = "sync-task-cover"  # present once a page has loaded
 
 
@@ -164,6 +168,66 @@ def browser_pids(group: int, marker: str) -> list[int]:
     if int(fields[2]) == group or marker in cmdline:
       pids.append(int(entry))
   return sorted(pids)
+
+
+def _start_time(pid: int) -> str | None:
+  """A live process's start time (clock ticks since boot), else None."""
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+      stat = f.read()
+  except (OSError, ValueError):
+    return None
+  fields = stat[stat.rfind(")") + 2 :].split()  # state ppid ... starttime
+  return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _write_owner(profile_dir: str, driver_pid: int = 0) -> None:
+  """Names the browser's owner (this process) in its profile folder."""
+  with open(os.path.join(profile_dir, _OWNER_FILE), "w", encoding="utf-8") as f:
+    f.write(f"{os.getpid()} {_start_time(os.getpid())} {driver_pid}\n")
+
+
+def reap_orphans(tmp_dir: str | None = None) -> list[int]:
+  """Kills the browsers whose owning process is gone; returns their pids.
+
+  A process killed by SIGKILL, or one that crashes in native code, runs no
+  finaliser, so its browsers live on. Every browser's profile folder names
+  its owner (pid and start time) and chromedriver's pid; a folder whose
+  owner is no longer that process is an orphan's: its processes (the
+  driver's group, and those naming the folder) are killed and the folder
+  removed. Every new environment runs this first, so the next run cleans
+  up after a killed one. Browsers of live processes are never touched.
+
+  Args:
+    tmp_dir: where the profile folders are (default: the temporary folder).
+  """
+  tmp_dir = tmp_dir or tempfile.gettempdir()
+  killed = []
+  try:
+    names = os.listdir(tmp_dir)
+  except OSError:
+    return killed
+  for name in names:
+    folder = os.path.join(tmp_dir, name)
+    if not name.startswith(PROFILE_PREFIX):
+      continue
+    try:
+      with open(os.path.join(folder, _OWNER_FILE), encoding="utf-8") as f:
+        owner_pid, owner_start, driver_pid = f.read().split()
+      if _start_time(int(owner_pid)) == owner_start:
+        continue  # its owner lives: not an orphan
+    except (OSError, ValueError):
+      continue  # not ours, or being created
+    driver = int(driver_pid)
+    pids = browser_pids(driver if driver > 0 else -1, folder)
+    for pid in pids:
+      try:
+        os.kill(pid, signal.SIGKILL)
+      except (ProcessLookupError, PermissionError):
+        pass
+    killed += pids
+    shutil.rmtree(folder, ignore_errors=True)
+  return sorted(killed)
 
 
 def _shutdown(driver, process, profile_dir: str, wait_s: float = 5.0) -> None:
@@ -312,7 +376,9 @@ class MiniWoBEnv:
   def _start_browser(self) -> None:
     """Starts chromedriver (own process group) and Chromium on the page."""
     web = self._web
-    profile_dir = tempfile.mkdtemp(prefix="jitrl-miniwob-")
+    reap_orphans()
+    profile_dir = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
+    _write_owner(profile_dir)
     options = web.webdriver.ChromeOptions()
     options.binary_location = self.chrome_binary
     for arg in CHROME_ARGS + ("--user-data-dir=" + profile_dir,):
@@ -342,6 +408,7 @@ class MiniWoBEnv:
           f"Chromium did not start ({type(e).__name__}: {message}). "
           + INSTALL_HINT
       ) from e
+    _write_owner(profile_dir, service.process.pid)
     self._finalizer = weakref.finalize(
         self, _shutdown, driver, service.process, profile_dir
     )
