@@ -389,10 +389,21 @@ def plot_success_curves(
   for ax in list(axes.flat)[len(tasks) :]:
     ax.axis("off")
   handles, labels = axes.flat[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
-  fig.supxlabel(f"episode of the task (success, mean of the last {window})")
+  fig.legend(
+      handles,
+      labels,
+      loc="lower center",
+      bbox_to_anchor=(0.5, 0.0),
+      ncol=len(labels),
+      fontsize=8,
+  )
+  fig.supxlabel(
+      f"episode of the task (success, mean of the last {window})",
+      y=0.045,
+      fontsize=9,
+  )
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout(rect=(0, 0.05, 1, 1))
+  fig.tight_layout(rect=(0, 0.07, 1, 1))
   with io_lib.atomic_path(path) as tmp:
     fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
   plt.close(fig)

@@ -200,6 +200,11 @@ def web_table(report: Mapping[str, Any]) -> str:
   return "\n".join(lines)
 
 
+def _p_text(p: float) -> str:
+  text = tables.format_p(p)
+  return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def paired_text(report: Mapping[str, Any]) -> str:
   """One sentence per agent: the paired comparison with the baseline."""
   k, base = report["k"], report["baseline"]
@@ -208,7 +213,7 @@ def paired_text(report: Mapping[str, Any]) -> str:
     parts.append(
         f"`{agent}` succeeded where `{base}` failed in {t['better']} "
         f"pairs and failed where it succeeded in {t['worse']} "
-        f"(exact McNemar p = {tables.format_p(t['p'])})"
+        f"(exact McNemar {_p_text(t['p'])})"
     )
   if not parts:
     return ""
@@ -222,6 +227,11 @@ def plot_web_curves(report: Mapping[str, Any], path: str) -> str:
   """The success curves, one panel per task, mean over seeds."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   seeds = report["seeds"]
+  fewer = [
+      f"{a}: seed{'s' * (len(v) > 1)} " + ", ".join(str(x) for x in v)
+      for a, v in report["agent_seeds"].items()
+      if len(v) < len(seeds)
+  ]
   return web_suite.plot_success_curves(
       report["curves"],
       path,
@@ -229,5 +239,6 @@ def plot_web_curves(report: Mapping[str, Any], path: str) -> str:
           f"MiniWoB++, {len(report['tasks'])} tasks, LM {report['model']}: "
           f"success per episode, mean of seeds "
           + ", ".join(str(s) for s in seeds)
+          + (f" ({'; '.join(fewer)})" if fewer else "")
       ),
   )
