@@ -531,6 +531,7 @@ class BenchmarksTest(absltest.TestCase):
             "lm_bench",
             "retrieval_bench",
             "theory_bench",
+            "web_bench",
         ],
     )
     self.assertNotIn("not in BENCHMARKS.md", headline.headline_table(data))
