@@ -31,6 +31,7 @@ import numpy as np
 from benchmarks import lm_bench
 from benchmarks import run as bench_runner
 from benchmarks import timing
+from experiments import episodes
 from experiments.configs import web_suite as web_suite_config
 from jitrl_jax import agents as agent_lib
 from jitrl_jax.envs import base as envs_base
@@ -41,19 +42,6 @@ MEMORY_EPISODES = 40  # random episodes written before the decisions
 
 def _median_ms(times) -> float:
   return 1000 * statistics.median(times)
-
-
-def _observation(env, result, step: int) -> agent_lib.GameObservation:
-  views = env.view_texts()
-  return agent_lib.GameObservation(
-      observation=result.observation,
-      current=views.current,
-      history=views.history,
-      task=views.task,
-      valid_actions=env.valid_actions(),
-      recent=(),
-      step=step,
-  )
 
 
 def browser_latency(task: str, seeds: int) -> dict[str, float]:
@@ -93,7 +81,9 @@ def _filled_state(agent, envs, rng):
     for _ in range(3):
       if res.done:
         break
-      obs = _observation(env, res, len(actions))
+      obs = episodes.observation(
+          env, res, (), len(actions), env.valid_actions()
+      )
       views.append(agent.state_views(obs.current, obs.history, obs.task))
       action = str(rng.choice(obs.valid_actions))
       res = env.step(action)
@@ -131,7 +121,7 @@ def decision_parts(lm, reps: int) -> dict[str, float]:
         env = envs[task]
         res = env.reset(seed=20_000 + r * len(TASKS) + j)
         t0 = time.perf_counter()
-        obs = _observation(env, res, 0)
+        obs = episodes.observation(env, res, (), 0, env.valid_actions())
         read = time.perf_counter() - t0
         t0 = time.perf_counter()
         longest = int(np.max(jax.device_get(state.table.lengths)))

@@ -143,9 +143,10 @@ def progress_bar(total, desc, position, leave=True, initial=0):
 # One episode: B games side by side.
 
 
-def _observation(
+def observation(
     env, result, recent, step, raw_actions
 ) -> agent_lib.GameObservation:
+  """What the agent reads from one game before a decision."""
   views = env.view_texts()
   return agent_lib.GameObservation(
       observation=result.observation,
@@ -263,7 +264,7 @@ def play_episode(
           # A generating agent never reads the list (and Jericho's can take
           # seconds to build), so it is not asked for.
           raw = [] if writes else envs[i].valid_actions()
-          observations[i] = _observation(
+          observations[i] = observation(
               envs[i], results[i], recent[i], step, raw
           )
           fallback[i] = not writes and not [a for a in raw if a and a.strip()]
