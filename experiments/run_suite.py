@@ -95,14 +95,19 @@ def run_suite(
   return done
 
 
+def default_suite_dir(cfg) -> str:
+  """runs/<config.name>-seed<config.seed> (under config.runs_root)."""
+  return os.path.join(
+      cfg.get("runs_root", "runs"), f"{cfg.name}-seed{cfg.seed}"
+  )
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cfg = _CONFIG.value
   py_logging.getLogger("py4j").setLevel(py_logging.WARNING)
-  suite_dir = _SUITE_DIR.value or os.path.join(
-      cfg.get("runs_root", "runs"), f"{cfg.name}-seed{cfg.seed}"
-  )
+  suite_dir = _SUITE_DIR.value or default_suite_dir(cfg)
   t0 = time.time()
   try:
     done = run_suite(cfg, suite_dir, only=_ONLY.value)

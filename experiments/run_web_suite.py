@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import run_suite
 from experiments import run_text_game
 from experiments import web_suite
 
@@ -47,9 +48,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cfg = _CONFIG.value
   py_logging.getLogger("selenium").setLevel(py_logging.WARNING)
-  suite_dir = _SUITE_DIR.value or os.path.join(
-      cfg.get("runs_root", "runs"), f"{cfg.name}-seed{cfg.seed}"
-  )
+  suite_dir = _SUITE_DIR.value or run_suite.default_suite_dir(cfg)
   resume = os.path.exists(os.path.join(suite_dir, "config.json"))
   t0 = time.time()
   try:
