@@ -193,6 +193,11 @@ class ApiTest(absltest.TestCase):
         "take lamp": "take lamp",
         "1.": "look",
         "2. ...": "look",
+        '"take lamp".': "take lamp",
+        # A quote that belongs to the command stays (web actions).
+        '1. "Submit" (button)': '"Submit" (button)',
+        'click "Ok" (button).': 'click "Ok" (button)',
+        '"Ok" and "Cancel"': '"Ok" and "Cancel"',
     }
     for line, command in cases.items():
       self.assertEqual(commands.game_command(line), command, line)

@@ -129,7 +129,15 @@ class ActionGrammarTest(absltest.TestCase):
         (typed.verb, typed.text, typed.element.ref), ("type", "Hello World", 11)
     )
     self.assertEqual(parse("press Enter").key, "<Enter>")
+    # An element alone, as the listing writes it, is a click on it.
+    bare = parse('"5" (span) [2]')
+    self.assertEqual((bare.verb, bare.element.ref), ("click", 9))
+    self.assertEqual(
+        actions_lib.render_action(parse('"username" (label)')),
+        'click "Username" (label)',
+    )
     for bad in (
+        '"Nope" (button)',
         "dance wildly",
         "click",
         'click "Nope" (button)',

@@ -36,18 +36,35 @@ _LIST_MARK = re.compile(r"^(?:\d+\s*[.):]|[-*>\u2022]+)\s*")
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
 
 
+def _unquote(text: str) -> str:
+  """`text` without one pair of quotes around all of it.
+
+  Only a pair that encloses the whole text, with no quote inside, goes:
+  a web action such as `"Submit" (button)` starts with a quote that is
+  part of the command.
+  """
+  if (
+      len(text) >= 2
+      and text[0] in _QUOTES
+      and text[-1] in _QUOTES
+      and not any(c in _QUOTES for c in text[1:-1])
+  ):
+    return text[1:-1].strip()
+  return text
+
+
 def game_command(line: str) -> str:
   """The written line -> the command the game is sent.
 
   The line as written stays the memory's action (the tilt weighs the very
   string the LM writes again); the game gets it without what is not part
-  of a command: a list mark ("1.", "-", ">"), quotes around it, a final
-  "." or "!". Text left without a letter or digit gives
+  of a command: a list mark ("1.", "-", ">"), a pair of quotes around all
+  of it, a final "." or "!". Text left without a letter or digit gives
   `FALLBACK_COMMAND`.
   """
   text = " ".join(line.split())
-  text = _LIST_MARK.sub("", text).strip().strip(_QUOTES).strip()
-  text = text.rstrip(".!").strip().strip(_QUOTES).strip()
+  text = _unquote(_LIST_MARK.sub("", text).strip())
+  text = _unquote(text.rstrip(".!").strip())
   return text if any(c.isalnum() for c in text) else FALLBACK_COMMAND
 
 

@@ -9,6 +9,7 @@ names each one by rule, so that the agent reads and writes the page as text:
   action  := "click " element
            | "type \"" <text> "\" into " element
            | "press " <key>
+           | element            (read as "click " element)
 
 The role is the element's tag as MiniWoB reports it, lower-cased ("button",
 "input_text", "span"), the name is its text (or, for an input, its label),
@@ -298,6 +299,13 @@ def parse_action(text: str, elements: Sequence[Element]) -> ParsedAction:
     if element.role not in TEXT_INPUT_ROLES:
       raise ActionError(f"{element.descriptor} is not a text input")
     return ParsedAction("type", element, match.group(1), "")
+  # A line of the listing on its own (`"Ok" (button)`): that element,
+  # clicked. A generating LM copies the listing more readily than it writes
+  # the verb.
+  try:
+    return ParsedAction("click", _find(action, elements), "", "")
+  except ActionError:
+    pass
   raise ActionError(
       f'not an action: {text!r} (use: click <element> | type "<text>" into'
       " <element> | press <key>)"
